@@ -1,0 +1,47 @@
+"""The edge↔cloud contract: topics, message models, encode/decode, errors.
+
+Used by the gateway, the backend and the simulators alike; defined once here.
+"""
+
+from contract.base import StrictModel
+from contract.codec import decode, encode
+from contract.errors import ContractError, MalformedMessage, TopicError, UnsupportedVersion
+from contract.messages import (
+    CONTRACT_VERSION,
+    Command,
+    CommandAck,
+    DeviceInfo,
+    Event,
+    EvidenceRef,
+    GatewayHealth,
+    GatewayState,
+    Location,
+    Message,
+    PointSample,
+    TelemetryBatch,
+)
+from contract.topics import Topic, TopicKind
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "Command",
+    "CommandAck",
+    "ContractError",
+    "DeviceInfo",
+    "Event",
+    "EvidenceRef",
+    "GatewayHealth",
+    "GatewayState",
+    "Location",
+    "MalformedMessage",
+    "Message",
+    "PointSample",
+    "StrictModel",
+    "TelemetryBatch",
+    "Topic",
+    "TopicError",
+    "TopicKind",
+    "UnsupportedVersion",
+    "decode",
+    "encode",
+]

@@ -1,0 +1,3 @@
+from xiaoqu.cli import main
+
+main()

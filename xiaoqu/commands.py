@@ -1,0 +1,11 @@
+"""Mounts every part's sub-commands on the root app (the explicit registry of commands)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from xiaoqu.profile_cmd import app as profile_app
+
+    app.add_typer(profile_app, name="profile", help="Validate and inspect device profiles.")
