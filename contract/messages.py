@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, Field, StringConstraints
 from contract.base import StrictModel
 from contract.ids import new_id
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION: Literal[1] = 1
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -26,7 +26,7 @@ Quality = Literal["good", "uncertain", "bad"]
 
 
 class Envelope(StrictModel):
-    v: Literal[1] = CONTRACT_VERSION
+    v: Literal[1] = 1
     id: UUID = Field(default_factory=new_id, description="UUIDv7 message id; the backend is idempotent on it")
     gw: Identifier = Field(description="gateway id")
     seq: int = Field(ge=0, description="per-gateway sequence number")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
@@ -103,7 +104,7 @@ def format_path(path: Sequence[str | int]) -> str:
     return out
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: ErrorDetails) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind == "literal_error":
@@ -197,7 +198,8 @@ def load_catalog(paths: Iterable[Path] | None = None) -> Catalog:
             issues.extend(exc.issues)
             continue
         if profile.id in sources:
-            issues.append(Issue(display, 1, "id", f"profile id {profile.id!r} is already used by {sources[profile.id]}"))
+            other = sources[profile.id]
+            issues.append(Issue(display, 1, "id", f"profile id {profile.id!r} is already used by {other}"))
             continue
         sources[profile.id] = display
         profiles.append(profile)

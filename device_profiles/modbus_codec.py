@@ -123,9 +123,8 @@ def encode(spec: RegisterSpec | None, value: bool | int | float | str, *, dtype:
         raw: float = reverse[value]
     else:
         raw = (float(value) - offset) / scale if (scale != 1.0 or offset != 0.0) else value
-    if not dtype.startswith("float"):
-        if isinstance(raw, float):
-            if not math.isfinite(raw):
-                raise CodecError(f"{value!r} is not finite")
-            raw = round(raw)
+    if not dtype.startswith("float") and isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise CodecError(f"{value!r} is not finite")
+        raw = round(raw)
     return registers_from_raw(raw, dtype, byte_order, word_order)

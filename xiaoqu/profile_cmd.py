@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from device_profiles import SHIPPED_DIR, CompiledProfile, ProfileError, UnknownProfile, load_catalog
+from device_profiles import SHIPPED_DIR, Catalog, CompiledProfile, ProfileError, UnknownProfile, load_catalog
 from device_profiles.loader import iter_profile_files, load_profile
 
 app = typer.Typer(no_args_is_help=True)
@@ -69,13 +69,14 @@ def show(profile_id: str, profiles: list[Path] | None = ProfilesOpt) -> None:
         err.print(str(exc), markup=False)
         raise typer.Exit(1) from None
     compiled = CompiledProfile(profile)
-    out.print(f"[bold]{profile.id}[/bold] — {profile.vendor} {profile.model} ({profile.device_type}, {profile.protocol})")
+    kind = f"{profile.device_type}, {profile.protocol}"
+    out.print(f"[bold]{profile.id}[/bold] — {profile.vendor} {profile.model} ({kind})")
     points = Table("point", "label", "source", "type", "unit / states", title="points")
     for p in compiled.points:
         if p.register is not None:
             r = p.register
             bit = f" bit {r.bit}" if r.bit is not None else ""
-            src, typ = f"{r.table} {r.address}{bit}", r.type
+            src, typ = f"{r.table} {r.address}{bit}", str(r.type)
         else:
             assert p.mqtt is not None
             src, typ = f"{p.mqtt.topic} {p.mqtt.path}", "json"
@@ -91,7 +92,9 @@ def show(profile_id: str, profiles: list[Path] | None = ProfilesOpt) -> None:
     out.print(events)
     commands = Table("command", "label", "arguments", "action", title="commands")
     for c in profile.commands:
-        args = ", ".join(f"{k}:{a.type}" + (f"={a.default}" if a.default is not None else "") for k, a in c.args.items())
+        args = ", ".join(
+            f"{k}:{a.type}" + (f"={a.default}" if a.default is not None else "") for k, a in c.args.items()
+        )
         action = (
             "; ".join(f"{w.table} {w.address} ← {w.value}" for w in c.modbus) if c.modbus
             else f"publish {c.mqtt.topic}" if c.mqtt else ""
@@ -100,7 +103,7 @@ def show(profile_id: str, profiles: list[Path] | None = ProfilesOpt) -> None:
     out.print(commands)
 
 
-def _catalog(paths: list[Path] | None):  # type: ignore[no-untyped-def]
+def _catalog(paths: list[Path] | None) -> Catalog:
     try:
         return load_catalog(paths or [SHIPPED_DIR])
     except ProfileError as exc:
