@@ -9,3 +9,6 @@ def register(app: typer.Typer) -> None:
     from xiaoqu.profile_cmd import app as profile_app
 
     app.add_typer(profile_app, name="profile", help="Validate and inspect device profiles.")
+    from xiaoqu.onboard_cmd import app as onboard_app
+
+    app.add_typer(onboard_app, name="onboard", help="Installer tools: probe a device, add it to a gateway.")

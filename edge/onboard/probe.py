@@ -1,0 +1,186 @@
+"""Read every point of a device once and say, per point, whether it worked and why not.
+
+Modbus: the points are read in the same coalesced blocks the poller uses; when a block fails with an
+exception response, each of its points is read alone so the report names exactly which address is
+wrong. MQTT: the device's topics are subscribed for a window and every point is looked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from contract.messages import Scalar
+from device_profiles import CompiledProfile, Profile
+from device_profiles.mqtt_mapping import Missing, PathError, extract_scalar, fill_topic
+from device_profiles.read_plan import PointReading, ReadBlock, decode_block, plan_reads
+
+logger = logging.getLogger(__name__)
+
+EXCEPTION_NAMES = {
+    1: "illegal function", 2: "illegal data address", 3: "illegal data value", 4: "device failure",
+    5: "acknowledge", 6: "device busy", 10: "gateway path unavailable", 11: "gateway target failed to respond",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PointResult:
+    name: str
+    label: str | None
+    source: str
+    value: Scalar | None
+    unit: str | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(slots=True)
+class ProbeReport:
+    profile_id: str
+    target: str
+    results: list[PointResult] = field(default_factory=list)
+    connect_error: str | None = None
+    requests: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.connect_error is None and bool(self.results) and all(r.ok for r in self.results)
+
+    @property
+    def failed(self) -> list[PointResult]:
+        return [r for r in self.results if not r.ok]
+
+
+def _source(reading: PointReading) -> str:
+    reg = reading.point.register
+    if reg is None:
+        return ""
+    bit = f".{reg.bit}" if reg.bit is not None else ""
+    return f"{reg.table} {reg.address}{bit}"
+
+
+def _result(reading: PointReading) -> PointResult:
+    p = reading.point
+    return PointResult(p.name, p.label, _source(reading), reading.value, p.unit, reading.error)
+
+
+async def probe_modbus(profile: Profile, host: str, port: int, unit: int, timeout_s: float | None = None) -> ProbeReport:
+    """Probe a Modbus TCP device: every point read once, decoded with the profile."""
+    from pymodbus.client import AsyncModbusTcpClient
+    from pymodbus.exceptions import ModbusException
+
+    compiled = CompiledProfile(profile)
+    settings = profile.modbus
+    timeout = timeout_s or (settings.timeout_s if settings else 1.0)
+    report = ProbeReport(profile.id, f"modbus://{host}:{port} unit {unit}")
+    client = AsyncModbusTcpClient(host, port=port, timeout=timeout, retries=0, reconnect_delay=0)
+    try:
+        if not await client.connect():
+            report.connect_error = f"cannot connect to {host}:{port} (refused or no answer within {timeout:g}s)"
+            return report
+
+        async def read(table: str, start: int, count: int) -> tuple[list[int] | list[bool] | None, str | None]:
+            report.requests += 1
+            fn = {
+                "coil": client.read_coils, "discrete_input": client.read_discrete_inputs,
+                "holding": client.read_holding_registers, "input": client.read_input_registers,
+            }[table]
+            try:
+                resp = await fn(start, count=count, device_id=unit)
+            except ModbusException as exc:
+                text = str(exc)
+                if "timeout" in text.lower() or "no response" in text.lower():
+                    return None, f"timeout: no answer within {timeout:g}s"
+                return None, f"link error: {text}"
+            if resp.isError():
+                code = getattr(resp, "exception_code", 0)
+                return None, f"Modbus exception {code}: {EXCEPTION_NAMES.get(code, 'unknown')}"
+            words: list[int] | list[bool] = resp.bits[:count] if table in ("coil", "discrete_input") else resp.registers
+            return words, None
+
+        for block in plan_reads(compiled.points, settings):
+            words, error = await read(block.table, block.start, block.count)
+            if words is not None:
+                report.results.extend(_result(r) for r in decode_block(block, words))
+                continue
+            if error and error.startswith("timeout"):
+                report.results.extend(_result(PointReading(p, None, error)) for p in block.points)
+                continue
+            # Find exactly which points are at fault: read each one alone.
+            for p in block.points:
+                assert p.register is not None
+                single = ReadBlock(block.table, p.register.address, p.register.count, (p,))
+                w, e = await read(single.table, single.start, single.count)
+                if w is None:
+                    report.results.append(_result(PointReading(p, None, e)))
+                else:
+                    report.results.extend(_result(r) for r in decode_block(single, w))
+    finally:
+        client.close()
+    return report
+
+
+async def probe_mqtt(profile: Profile, url: str, device_id: str, window_s: float = 10.0) -> ProbeReport:
+    """Probe an MQTT device: listen on its topics for ``window_s`` (retained state counts) and decode."""
+    import paho.mqtt.client as mqtt
+
+    compiled = CompiledProfile(profile)
+    prefix = fill_topic(profile.mqtt.prefix if profile.mqtt else "xqdev/{device_id}", prefix="", device_id=device_id)
+    topics: dict[str, list[tuple[str, str]]] = {}
+    for p in compiled.points:
+        assert p.mqtt is not None
+        topics.setdefault(fill_topic(p.mqtt.topic, prefix=prefix, device_id=device_id), []).append((p.name, p.mqtt.path))
+    report = ProbeReport(profile.id, f"{url} device {device_id}")
+    payloads: dict[str, bytes] = {}
+    lock = threading.Lock()
+    got_all = threading.Event()
+    parsed = urlparse(url)
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with lock:
+            payloads[msg.topic] = msg.payload
+            if set(payloads) >= set(topics):
+                got_all.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"xq-probe-{device_id}-{time.monotonic_ns()}")
+    client.on_message = on_message
+    if parsed.username:
+        client.username_pw_set(parsed.username, parsed.password)
+    try:
+        client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883, keepalive=30)
+    except OSError as exc:
+        report.connect_error = f"cannot connect to broker {url}: {exc}"
+        return report
+    client.loop_start()
+    try:
+        for t in topics:
+            client.subscribe(t, qos=1)
+        await asyncio.to_thread(got_all.wait, window_s)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    for p in compiled.points:
+        assert p.mqtt is not None
+        topic = fill_topic(p.mqtt.topic, prefix=prefix, device_id=device_id)
+        raw = payloads.get(topic)
+        value: Scalar | None = None
+        error: str | None = None
+        if raw is None:
+            error = f"no message on {topic} within {window_s:g}s"
+        else:
+            try:
+                value = extract_scalar(json.loads(raw), p.mqtt.path)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                error = f"payload on {topic} is not JSON: {exc}"
+            except (Missing, PathError) as exc:
+                error = f"nothing at {p.mqtt.path} in the payload on {topic} ({exc})"
+        report.results.append(PointResult(p.name, p.label, f"{topic} {p.mqtt.path}", value, p.unit, error))
+    return report

@@ -1,0 +1,87 @@
+"""``xiaoqu onboard probe|add`` — for installers commissioning a device on a gateway."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from device_profiles import SHIPPED_DIR, Catalog, ProfileError, UnknownProfile, load_catalog
+
+app = typer.Typer(no_args_is_help=True)
+out = Console()
+
+ProfilesOpt = typer.Option(None, "--profiles", help="Profile folder(s) to load instead of the shipped ones.")
+
+
+def _catalog(paths: list[Path] | None) -> Catalog:
+    try:
+        return load_catalog(paths or [SHIPPED_DIR])
+    except ProfileError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _host_port(text: str, default_port: int) -> tuple[str, int]:
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", str(default_port))
+    try:
+        return host or "127.0.0.1", int(port)
+    except ValueError:
+        typer.echo(f"--modbus {text!r}: expected HOST:PORT", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def probe(
+    profile: str = typer.Option(..., "--profile", help="Profile id, e.g. gst-fp200."),
+    modbus: str | None = typer.Option(None, "--modbus", help="HOST:PORT of a Modbus TCP device."),
+    unit: int = typer.Option(1, "--unit", help="Modbus unit (slave) id."),
+    mqtt: str | None = typer.Option(None, "--mqtt", help="Broker URL of an MQTT device, e.g. mqtt://127.0.0.1:1883."),
+    device_id: str | None = typer.Option(None, "--device-id", help="The MQTT device's id (its topic prefix)."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds per request (Modbus) or to listen (MQTT)."),
+    profiles: list[Path] | None = ProfilesOpt,
+) -> None:
+    """Read every point once; print pass/fail with decoded values; exit 1 if any point fails."""
+    from edge.onboard import probe_modbus, probe_mqtt
+
+    catalog = _catalog(profiles)
+    try:
+        prof = catalog.get(profile)
+    except UnknownProfile as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if (modbus is None) == (mqtt is None):
+        typer.echo("give exactly one of --modbus HOST:PORT or --mqtt URL", err=True)
+        raise typer.Exit(2)
+    if modbus is not None:
+        if not prof.protocol.startswith("modbus"):
+            typer.echo(f"profile {prof.id} speaks {prof.protocol}, not Modbus", err=True)
+            raise typer.Exit(2)
+        host, port = _host_port(modbus, 502)
+        report = asyncio.run(probe_modbus(prof, host, port, unit, timeout))
+    else:
+        assert mqtt is not None
+        if prof.protocol != "mqtt" or not device_id:
+            typer.echo("--mqtt needs an mqtt profile and --device-id", err=True)
+            raise typer.Exit(2)
+        report = asyncio.run(probe_mqtt(prof, mqtt, device_id, timeout or 10.0))
+    if report.connect_error:
+        typer.echo(f"FAIL {report.target}: {report.connect_error}", err=True)
+        raise typer.Exit(1)
+    table = Table("", "point", "label", "source", "value", "unit / reason", title=f"{prof.id} @ {report.target}")
+    for r in report.results:
+        mark = "[green]PASS[/green]" if r.ok else "[red]FAIL[/red]"
+        table.add_row(mark, r.name, r.label or "", r.source, "" if r.value is None else str(r.value),
+                      (r.unit or "") if r.ok else (r.error or ""))
+    out.print(table)
+    failed = report.failed
+    summary = f"{len(report.results) - len(failed)}/{len(report.results)} points read"
+    if report.requests:
+        summary += f" in {report.requests} request(s)"
+    if failed:
+        out.print(f"[red]{summary}; {len(failed)} failed[/red]")
+        raise typer.Exit(1)
+    out.print(f"[green]{summary}: all passed[/green]")
