@@ -82,6 +82,8 @@ def probe(
     if report.requests:
         summary += f" in {report.requests} request(s)"
     if failed:
+        for r in failed:
+            typer.echo(f"FAIL {r.name} ({r.source}): {r.error}")
         out.print(f"[red]{summary}; {len(failed)} failed[/red]")
         raise typer.Exit(1)
     out.print(f"[green]{summary}: all passed[/green]")

@@ -72,7 +72,9 @@ def _result(reading: PointReading) -> PointResult:
     return PointResult(p.name, p.label, _source(reading), reading.value, p.unit, reading.error)
 
 
-async def probe_modbus(profile: Profile, host: str, port: int, unit: int, timeout_s: float | None = None) -> ProbeReport:
+async def probe_modbus(
+    profile: Profile, host: str, port: int, unit: int, timeout_s: float | None = None
+) -> ProbeReport:
     """Probe a Modbus TCP device: every point read once, decoded with the profile."""
     from pymodbus.client import AsyncModbusTcpClient
     from pymodbus.exceptions import ModbusException
@@ -131,15 +133,17 @@ async def probe_modbus(profile: Profile, host: str, port: int, unit: int, timeou
 async def probe_mqtt(profile: Profile, url: str, device_id: str, window_s: float = 10.0) -> ProbeReport:
     """Probe an MQTT device: listen on its topics for ``window_s`` (retained state counts) and decode."""
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     compiled = CompiledProfile(profile)
     prefix = fill_topic(profile.mqtt.prefix if profile.mqtt else "xqdev/{device_id}", prefix="", device_id=device_id)
     topics: dict[str, list[tuple[str, str]]] = {}
     for p in compiled.points:
         assert p.mqtt is not None
-        topics.setdefault(fill_topic(p.mqtt.topic, prefix=prefix, device_id=device_id), []).append((p.name, p.mqtt.path))
+        topic = fill_topic(p.mqtt.topic, prefix=prefix, device_id=device_id)
+        topics.setdefault(topic, []).append((p.name, p.mqtt.path))
     report = ProbeReport(profile.id, f"{url} device {device_id}")
-    payloads: dict[str, bytes] = {}
+    payloads: dict[str, bytes | bytearray] = {}
     lock = threading.Lock()
     got_all = threading.Event()
     parsed = urlparse(url)
@@ -150,7 +154,7 @@ async def probe_mqtt(profile: Profile, url: str, device_id: str, window_s: float
             if set(payloads) >= set(topics):
                 got_all.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"xq-probe-{device_id}-{time.monotonic_ns()}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"xq-probe-{device_id}-{time.monotonic_ns()}")
     client.on_message = on_message
     if parsed.username:
         client.username_pw_set(parsed.username, parsed.password)

@@ -8,13 +8,13 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
+from conftest import free_port
 from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
 from pymodbus.server import ModbusTcpServer
 
 from device_profiles import load_catalog
 from device_profiles.modbus_codec import registers_from_raw
 from edge.onboard import probe_modbus
-from conftest import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,1 @@
+"""The gateway agent: pollers, device bridge, rules, linkage, outbox and uplink, video analytics."""
