@@ -105,8 +105,9 @@ async def probe_modbus(
             if resp.isError():
                 code = getattr(resp, "exception_code", 0)
                 return None, f"Modbus exception {code}: {EXCEPTION_NAMES.get(code, 'unknown')}"
-            words: list[int] | list[bool] = resp.bits[:count] if table in ("coil", "discrete_input") else resp.registers
-            return words, None
+            if table in ("coil", "discrete_input"):
+                return list(resp.bits[:count]), None
+            return list(resp.registers), None
 
         for block in plan_reads(compiled.points, settings):
             words, error = await read(block.table, block.start, block.count)
