@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from device_profiles.schema import Profile
 
@@ -74,6 +75,12 @@ def read_yaml(path: Path, display: str | None = None) -> Any:
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
         raise ProfileError([Issue(name, line, "", f"YAML syntax: {problem}")]) from None
+    except ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        message = f"unacceptable character #x{exc.character:04x} in the file"
+        raise ProfileError([Issue(name, line, "", message)]) from None
+    except YAMLError as exc:
+        raise ProfileError([Issue(name, None, "", f"YAML: {exc}")]) from None
 
 
 def _locate(data: Any, loc: Sequence[int | str]) -> tuple[int | None, list[str | int]]:
