@@ -1,0 +1,1 @@
+"""Alarms: lifecycle, decision engine (correlation, suppression, escalation, supervision), rules."""

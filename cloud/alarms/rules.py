@@ -1,0 +1,199 @@
+"""Decision rules, in YAML, validated by pydantic with errors naming ``file:line: field``.
+
+The default rule set is ``cloud/alarms/rules.yaml``. Durations are written ``90s``, ``5m``, ``2h`` or a
+number of seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from contract.base import StrictModel
+
+DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """``"90s"`` / ``"5m"`` / ``"2h"`` / ``30`` → :class:`timedelta`; anything else is left to pydantic."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if not match:
+            raise ValueError(f"duration {value!r} must look like 30s, 5m, 2h or 1d")
+        return timedelta(seconds=float(match.group(1)) * _UNIT[match.group(2)])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Role = Literal["admin", "property_manager", "grid_worker", "installer"]
+AlarmSeverity = Literal["critical", "major", "minor", "warning"]
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used; the message names file, line and field."""
+
+
+class CorrelationRule(StrictModel):
+    """N independent signals (distinct devices) in one scope within a window → an incident."""
+
+    name: str
+    signals: list[str] = Field(min_length=1, description="alarm types that count as signals")
+    scope: Literal["building", "floor"] = "building"
+    window: Duration = timedelta(minutes=2)
+    min_devices: int = Field(default=2, ge=1)
+    incident: str = Field(description="incident kind created, e.g. 'fire'")
+    linkage: str | None = Field(default=None, description="linkage plan run when the incident opens")
+    work_order: str | None = Field(default=None, description="work order type created with the incident")
+
+
+class DispatchRule(StrictModel):
+    """An alarm type that goes straight to an incident and/or a work order (e.g. entrapment)."""
+
+    name: str
+    alarm: str
+    incident: str | None = None
+    work_order: str | None = None
+    linkage: str | None = None
+
+
+class LinkageStep(StrictModel):
+    profiles: list[str] = Field(min_length=1, description="device profile ids the command is sent to")
+    command: str
+    args: dict[str, bool | int | float | str] = Field(default_factory=dict)
+
+
+class LinkagePlan(StrictModel):
+    steps: list[LinkageStep] = Field(min_length=1)
+    ack_timeout: Duration = timedelta(seconds=10)
+    retries: int = Field(default=2, ge=0, le=10)
+    expires_after: Duration = timedelta(minutes=5)
+
+
+class FlappingRule(StrictModel):
+    window: Duration = timedelta(minutes=5)
+    max_changes: int = Field(default=4, ge=2)
+    hold: Duration = timedelta(minutes=2)
+
+
+class SuppressionRules(StrictModel):
+    gateway_offline: bool = True
+    flapping: FlappingRule = FlappingRule()
+
+
+class EscalationStep(StrictModel):
+    after: Duration
+    role: Role
+
+
+class HeartbeatRules(StrictModel):
+    device_window: Duration = timedelta(minutes=10)
+    gateway_window: Duration = timedelta(minutes=3)
+    profiles: dict[str, Duration] = Field(default_factory=dict, description="per-profile device window")
+
+
+class SlaRule(StrictModel):
+    dispatch: Duration = Field(description="accepted by a worker within this time of creation")
+    arrive: Duration = Field(description="checked in on site within this time of creation")
+    escalate_to: Role = "property_manager"
+
+
+class AutoWorkOrder(StrictModel):
+    alarm: str
+    type: str
+
+
+class WorkOrderRules(StrictModel):
+    sla: dict[str, SlaRule] = Field(default_factory=dict)
+    from_alarms: list[AutoWorkOrder] = Field(default_factory=list)
+
+    def sla_for(self, order_type: str) -> SlaRule:
+        rule = self.sla.get(order_type) or self.sla.get("default")
+        return rule or SlaRule(dispatch=timedelta(minutes=30), arrive=timedelta(hours=4))
+
+
+class WelfareRule(StrictModel):
+    door_profiles: list[str] = Field(default_factory=list)
+    quiet_for: Duration = timedelta(hours=24)
+
+
+class Rules(StrictModel):
+    ignore_events: list[str] = Field(default_factory=lambda: ["linkage.action"])
+    correlation: list[CorrelationRule] = Field(default_factory=list)
+    dispatch: list[DispatchRule] = Field(default_factory=list)
+    linkage: dict[str, LinkagePlan] = Field(default_factory=dict)
+    suppression: SuppressionRules = SuppressionRules()
+    escalation: dict[AlarmSeverity, list[EscalationStep]] = Field(default_factory=dict)
+    heartbeat: HeartbeatRules = HeartbeatRules()
+    work_orders: WorkOrderRules = WorkOrderRules()
+    welfare: WelfareRule = WelfareRule()
+
+    @model_validator(mode="after")
+    def _linkage_plans_exist(self) -> Rules:
+        for i, corr in enumerate(self.correlation):
+            if corr.linkage and corr.linkage not in self.linkage:
+                raise ValueError(f"correlation[{i}].linkage: no linkage plan named {corr.linkage!r}")
+        for i, disp in enumerate(self.dispatch):
+            if disp.linkage and disp.linkage not in self.linkage:
+                raise ValueError(f"dispatch[{i}].linkage: no linkage plan named {disp.linkage!r}")
+        return self
+
+    def escalation_for(self, severity: str) -> list[EscalationStep]:
+        return self.escalation.get(severity, [])  # type: ignore[call-overload,no-any-return]
+
+
+def _line_of(doc: Any, loc: tuple[int | str, ...]) -> int | None:
+    """1-based line of the deepest node of ``loc`` that the YAML document knows about."""
+    node, line = doc, None
+    for key in loc:
+        lc = getattr(node, "lc", None)
+        try:
+            if lc is not None:
+                pos = lc.item(key) if isinstance(key, int) else lc.key(key)
+                line = pos[0] + 1
+            node = node[key]
+        except (KeyError, IndexError, TypeError, AttributeError):
+            break
+    return line
+
+
+def load_rules_text(text: str, source: str = "<rules>") -> Rules:
+    try:
+        doc = YAML(typ="rt").load(text)
+    except YAMLError as exc:
+        raise RulesError(f"{source}: not valid YAML: {exc}") from None
+    if doc is None:
+        doc = {}
+    try:
+        return Rules.model_validate(doc)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors()[:5]:
+            loc = tuple(err["loc"])
+            field = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+            line = _line_of(doc, loc)
+            where = f"{source}:{line}" if line else source
+            lines.append(f"{where}: {field or '<root>'}: {err['msg']}")
+        raise RulesError("\n".join(lines)) from None
+
+
+def load_rules(path: Path | str | None = None) -> Rules:
+    """Load and validate a rules file (the shipped default when ``path`` is None)."""
+    p = Path(path) if path else DEFAULT_RULES
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(f"{p}: cannot read rules: {exc}") from None
+    return load_rules_text(text, str(p))

@@ -1,0 +1,230 @@
+"""Alarm lifecycle in PostgreSQL: active/cleared × unacknowledged/acknowledged.
+
+One active alarm per (device, type) is guarded by the partial unique index ``alarms_one_active``:
+:func:`raise_alarm` is a single ``INSERT … ON CONFLICT … DO UPDATE``, so two identical events committed
+milliseconds apart on two connections yield one alarm with ``occurrence_count = 2``. Clearing sets
+``active = false``, which takes the row out of the index: the next occurrence opens a new alarm, whether
+or not the old one was acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from cloud.auth.store import audit
+
+log = logging.getLogger(__name__)
+
+SEVERITIES = ("critical", "major", "minor", "warning")
+
+
+class AlarmError(ValueError):
+    pass
+
+
+class AlarmNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class RaiseResult:
+    alarm: dict[str, Any]
+    created: bool
+
+
+def to_json(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if isinstance(v, datetime):
+            out[k] = v.isoformat()
+        elif isinstance(v, UUID):
+            out[k] = str(v)
+        else:
+            out[k] = v
+    return out
+
+
+def alarm_change(row: dict[str, Any], op: str) -> dict[str, Any]:
+    return {
+        "kind": "alarm",
+        "op": op,
+        "id": row["id"],
+        "site_id": row["site_id"],
+        "building": row["building"],
+        "data": to_json(row),
+    }
+
+
+async def timeline(
+    conn: AsyncConnection[Any], alarm_id: int, ts: datetime, kind: str, actor: str, detail: dict[str, Any] | None = None
+) -> None:
+    await conn.execute(
+        "INSERT INTO alarm_timeline (alarm_id, ts, kind, actor, detail) VALUES (%s, %s, %s, %s, %s)",
+        (alarm_id, ts, kind, actor, json.dumps(detail or {}, default=str)),
+    )
+
+
+async def raise_alarm(
+    conn: AsyncConnection[Any],
+    *,
+    device_id: str,
+    alarm_type: str,
+    severity: str,
+    ts: datetime,
+    now: datetime,
+    site_id: str | None,
+    gateway_id: str | None,
+    building: str | None = None,
+    floor: int | None = None,
+    life_safety: bool = False,
+    detail: dict[str, Any] | None = None,
+    evidence: list[Any] | None = None,
+    next_escalation_at: datetime | None = None,
+    actor: str = "engine",
+) -> RaiseResult:
+    """Open an alarm, or count one more occurrence of the active one (atomically, race-free)."""
+    if severity not in SEVERITIES:
+        raise AlarmError(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """
+            INSERT INTO alarms AS a (site_id, gateway_id, device_id, building, floor, type, severity, life_safety,
+                                     first_ts, last_ts, created_at, detail, evidence, next_escalation_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (device_id, type) WHERE active DO UPDATE SET
+                occurrence_count = a.occurrence_count + 1,
+                last_ts = greatest(a.last_ts, EXCLUDED.last_ts),
+                evidence = a.evidence || EXCLUDED.evidence,
+                detail = a.detail || EXCLUDED.detail,
+                clear_pending_at = NULL
+            RETURNING *, (xmax = 0) AS inserted
+            """,
+            (
+                site_id,
+                gateway_id,
+                device_id,
+                building,
+                floor,
+                alarm_type,
+                severity,
+                life_safety,
+                ts,
+                ts,
+                now,
+                json.dumps(detail or {}, default=str),
+                json.dumps(evidence or [], default=str),
+                next_escalation_at,
+            ),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    created = bool(row.pop("inserted"))
+    await timeline(
+        conn,
+        row["id"],
+        now,
+        "raised" if created else "occurrence",
+        actor,
+        {"ts": ts.isoformat(), "count": row["occurrence_count"], **({"evidence": evidence} if evidence else {})},
+    )
+    return RaiseResult(row, created)
+
+
+async def get_alarm(conn: AsyncConnection[Any], alarm_id: int, *, lock: bool = False) -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM alarms WHERE id = %s" + (" FOR UPDATE" if lock else ""), (alarm_id,))
+        row = await cur.fetchone()
+    if row is None:
+        raise AlarmNotFound(f"alarm {alarm_id} not found")
+    return row
+
+
+async def active_alarm(conn: AsyncConnection[Any], device_id: str, alarm_type: str) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT * FROM alarms WHERE device_id = %s AND type = %s AND active FOR UPDATE", (device_id, alarm_type)
+        )
+        return await cur.fetchone()
+
+
+async def clear(
+    conn: AsyncConnection[Any], alarm_id: int, actor: str, now: datetime, reason: str | None = None
+) -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "UPDATE alarms SET active = false, cleared_at = %s, cleared_by = %s, clear_pending_at = NULL, "
+            "next_escalation_at = NULL WHERE id = %s AND active RETURNING *",
+            (now, actor, alarm_id),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        existing = await get_alarm(conn, alarm_id)
+        raise AlarmError(f"alarm {existing['id']} is already cleared")
+    await timeline(conn, alarm_id, now, "cleared", actor, {"reason": reason} if reason else {})
+    if not actor.startswith(("engine", "device")):
+        await audit(conn, actor, "alarm.clear", "alarm", alarm_id, {"reason": reason}, ts=now)
+    return row
+
+
+async def acknowledge(conn: AsyncConnection[Any], alarm_id: int, actor: str, now: datetime) -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "UPDATE alarms SET acknowledged = true, acked_by = %s, acked_at = %s, next_escalation_at = NULL "
+            "WHERE id = %s AND NOT acknowledged RETURNING *",
+            (actor, now, alarm_id),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        await get_alarm(conn, alarm_id)
+        raise AlarmError(f"alarm {alarm_id} is already acknowledged")
+    await timeline(conn, alarm_id, now, "acknowledged", actor)
+    await audit(conn, actor, "alarm.ack", "alarm", alarm_id, ts=now)
+    return row
+
+
+async def comment(conn: AsyncConnection[Any], alarm_id: int, author: str, text: str, now: datetime) -> dict[str, Any]:
+    await get_alarm(conn, alarm_id)
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "INSERT INTO alarm_comments (alarm_id, ts, author, text) VALUES (%s, %s, %s, %s) RETURNING *",
+            (alarm_id, now, author, text),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    await timeline(conn, alarm_id, now, "comment", author, {"text": text})
+    await audit(conn, author, "alarm.comment", "alarm", alarm_id, {"text": text}, ts=now)
+    return row
+
+
+async def assign(conn: AsyncConnection[Any], alarm_id: int, assignee: str, actor: str, now: datetime) -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("UPDATE alarms SET assignee = %s WHERE id = %s RETURNING *", (assignee, alarm_id))
+        row = await cur.fetchone()
+    if row is None:
+        raise AlarmNotFound(f"alarm {alarm_id} not found")
+    await timeline(conn, alarm_id, now, "assigned", actor, {"assignee": assignee})
+    await audit(conn, actor, "alarm.assign", "alarm", alarm_id, {"assignee": assignee}, ts=now)
+    return row
+
+
+async def detail(conn: AsyncConnection[Any], alarm_id: int) -> dict[str, Any]:
+    """The alarm with its timeline and comments."""
+    row = to_json(await get_alarm(conn, alarm_id))
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT ts, kind, actor, detail FROM alarm_timeline WHERE alarm_id = %s ORDER BY id", (alarm_id,)
+        )
+        row["timeline"] = [to_json(r) for r in await cur.fetchall()]
+        await cur.execute(
+            "SELECT id, ts, author, text FROM alarm_comments WHERE alarm_id = %s ORDER BY id", (alarm_id,)
+        )
+        row["comments"] = [to_json(r) for r in await cur.fetchall()]
+    return row

@@ -1,0 +1,1 @@
+"""Users, roles and permissions, JWT tokens, and the audit log."""

@@ -1,0 +1,1 @@
+"""Act: linkage commands with tracked outcomes, work orders with SLA timers, notifications."""

@@ -1,0 +1,216 @@
+"""Linkage and manual commands: queued → sent → succeeded / failed / timed_out / rejected / expired.
+
+A command row is written (``queued``) in the transaction that decides it; it is published after commit
+as a contract :class:`~contract.Command` on ``xq/v1/{site}/{gw}/cmd`` (QoS 1) and marked ``sent``.
+Outcomes arrive as :class:`~contract.CommandAck` rows stored by ingest. Commands marked retry-safe
+(idempotent on the gateway, which also dedups by command id) are re-sent with the same id when no ack
+arrives within their timeout, up to ``max_attempts``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from cloud.auth.store import audit
+from contract import Command
+from contract.codec import encode
+from contract.ids import new_id
+from contract.topics import TopicKind, topic
+
+log = logging.getLogger(__name__)
+
+FINAL_STATES = frozenset({"succeeded", "failed", "timed_out", "rejected", "expired"})
+
+
+class Publisher(Protocol):
+    """Publishes bytes to the broker and returns once the broker has taken them (QoS 1 PUBACK)."""
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None: ...
+
+
+class PublishError(RuntimeError):
+    pass
+
+
+def command_change(row: dict[str, Any], op: str) -> dict[str, Any]:
+    data = {
+        k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, UUID) else v) for k, v in row.items()
+    }
+    return {
+        "kind": "command",
+        "op": op,
+        "id": str(row["id"]),
+        "site_id": row["site_id"],
+        "building": None,
+        "data": data,
+    }
+
+
+async def queue_command(
+    conn: AsyncConnection[Any],
+    *,
+    site_id: str,
+    gateway_id: str,
+    device_id: str,
+    command: str,
+    args: dict[str, Any],
+    origin: str,
+    now: datetime,
+    ack_timeout: timedelta = timedelta(seconds=10),
+    max_attempts: int = 1,
+    retry_safe: bool = False,
+    expires_after: timedelta | None = timedelta(minutes=5),
+    incident_id: int | None = None,
+) -> UUID:
+    """Record a command to send (in the caller's transaction) and audit it; returns the command id."""
+    cid = new_id()
+    await conn.execute(
+        """
+        INSERT INTO commands (id, site_id, gateway_id, device_id, command, args, state, max_attempts, retry_safe,
+                              ack_timeout_s, created_at, expires_at, origin, incident_id)
+        VALUES (%s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s)
+        """,
+        (
+            cid,
+            site_id,
+            gateway_id,
+            device_id,
+            command,
+            json.dumps(args),
+            max_attempts,
+            retry_safe,
+            ack_timeout.total_seconds(),
+            now,
+            now + expires_after if expires_after else None,
+            origin,
+            incident_id,
+        ),
+    )
+    await audit(
+        conn,
+        origin,
+        "command.issue",
+        "command",
+        str(cid),
+        {"device": device_id, "command": command, "args": args},
+        ts=now,
+    )
+    return cid
+
+
+async def send_commands(
+    conn: AsyncConnection[Any], publisher: Publisher, ids: Sequence[UUID], now: datetime
+) -> list[dict[str, Any]]:
+    """Publish queued (or re-sent) commands and mark them ``sent``; returns the changed rows.
+
+    ``conn`` must be in autocommit mode or the caller commits; each command is updated after its publish.
+    """
+    changed: list[dict[str, Any]] = []
+    for cid in ids:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute("SELECT * FROM commands WHERE id = %s", (cid,))
+            row = await cur.fetchone()
+        if row is None or row["state"] in FINAL_STATES:
+            continue
+        seq = (await (await conn.execute("SELECT nextval('command_seq')")).fetchone() or [0])[0]
+        msg = Command(
+            id=row["id"],
+            gw=row["gateway_id"],
+            seq=int(seq),
+            ts=now,
+            device=row["device_id"],
+            command=row["command"],
+            args=row["args"],
+            expires_at=row["expires_at"],
+            origin=row["origin"],
+        )
+        try:
+            await publisher.publish(topic(row["site_id"], row["gateway_id"], TopicKind.CMD), encode(msg), 1)
+        except PublishError as exc:
+            log.warning("command %s to %s/%s not published: %s", cid, row["gateway_id"], row["device_id"], exc)
+            continue
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                "UPDATE commands SET state = 'sent', attempts = attempts + 1, sent_at = %s "
+                "WHERE id = %s AND state IN ('queued', 'sent') RETURNING *",
+                (now, cid),
+            )
+            new = await cur.fetchone()
+        if new is not None:
+            changed.append(command_change(new, "sent"))
+    return changed
+
+
+async def apply_acks(conn: AsyncConnection[Any], ack_ids: Sequence[UUID | str], now: datetime) -> list[dict[str, Any]]:
+    """Record the outcome of each acknowledged command (a late real outcome overrides our timed_out)."""
+    changed: list[dict[str, Any]] = []
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM command_acks WHERE id = ANY(%s::uuid[])", ([str(i) for i in ack_ids],))
+        acks = await cur.fetchall()
+    for ack in acks:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                """
+                UPDATE commands SET state = %s, reason = %s, finished_at = %s, ack_id = %s
+                WHERE id = %s AND (state IN ('queued', 'sent') OR (state = 'timed_out' AND %s <> 'timed_out'))
+                RETURNING *
+                """,
+                (ack["status"], ack["reason"], now, ack["id"], ack["command_id"], ack["status"]),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            log.info("ack %s for command %s: no open command (unknown or already final)", ack["id"], ack["command_id"])
+            continue
+        actor = f"gateway:{ack['gateway_id']}"
+        await audit(
+            conn, actor, "command.ack", "command", row["id"], {"status": ack["status"], "reason": ack["reason"]}, ts=now
+        )
+        changed.append(command_change(row, ack["status"]))
+    return changed
+
+
+async def sweep(conn: AsyncConnection[Any], now: datetime) -> tuple[list[UUID], list[dict[str, Any]]]:
+    """Expire and time out open commands; returns (ids to re-send, changed rows)."""
+    resend: list[UUID] = []
+    changed: list[dict[str, Any]] = []
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT * FROM commands WHERE state IN ('queued', 'sent') FOR UPDATE SKIP LOCKED",
+        )
+        rows = await cur.fetchall()
+    for row in rows:
+        new_state: str | None = None
+        if row["expires_at"] is not None and row["expires_at"] <= now:
+            new_state = "expired"
+        elif row["state"] == "sent" and row["sent_at"] + timedelta(seconds=row["ack_timeout_s"]) <= now:
+            if row["retry_safe"] and row["attempts"] < row["max_attempts"]:
+                resend.append(row["id"])
+                continue
+            new_state = "timed_out"
+        if new_state is None:
+            continue
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                "UPDATE commands SET state = %s, finished_at = %s, reason = %s WHERE id = %s RETURNING *",
+                (
+                    new_state,
+                    now,
+                    f"no acknowledgement after {row['attempts']} attempt(s)"
+                    if new_state == "timed_out"
+                    else "expired before it was acknowledged",
+                    row["id"],
+                ),
+            )
+            new = await cur.fetchone()
+        assert new is not None
+        await audit(conn, "engine", f"command.{new_state}", "command", row["id"], {"attempts": row["attempts"]}, ts=now)
+        changed.append(command_change(new, new_state))
+    return resend, changed
