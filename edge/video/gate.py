@@ -21,6 +21,7 @@ class MotionGate:
         self.spec = spec
         self._ref: NDArray[np.uint8] | None = None
         self._last_open: float | None = None
+        self._settle = False
         self.opened = 0
         self.skipped = 0
 
@@ -39,10 +40,12 @@ class MotionGate:
         small = self.small(image)
         due = self._last_open is None or self._ref is None or ts - self._last_open >= self.spec.recheck_s
         changed = False
-        if not due and self._ref is not None and self._ref.shape == small.shape:
+        if self._ref is not None and self._ref.shape == small.shape:
             diff = cv2.absdiff(small, self._ref)
             changed = bool(np.count_nonzero(diff > self.spec.pixel_delta) > self.spec.changed_fraction * diff.size)
-        if due or changed:
+        settle = self._settle
+        self._settle = changed  # after a change, analyse the next frame too: is it still moving or parked?
+        if due or changed or settle:
             self._ref = small
             self._last_open = ts
             self.opened += 1
