@@ -10,8 +10,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import Field
 
-from contract.base import StrictModel
 from cloud.dispatch.commands import PublishError
+from contract.base import StrictModel
 
 log = logging.getLogger(__name__)
 
