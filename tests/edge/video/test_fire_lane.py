@@ -43,7 +43,10 @@ def test_one_alarm_per_blockage_with_snapshot_and_clear(person_detector, tmp_pat
 def test_two_blockages_give_two_alarms(person_detector):
     scene = Scene(
         seed=2,
-        obstructions=[Obstruction("boxes", 5.0, 50.0), Obstruction("motorcycle", 90.0, 140.0, rect=(0.3, 0.5, 0.4, 0.4))],
+        obstructions=[
+            Obstruction("boxes", 5.0, 50.0),
+            Obstruction("motorcycle", 90.0, 140.0, rect=(0.3, 0.5, 0.4, 0.4)),
+        ],
     )
     p = pipeline(spec([{**LANE, "dwell_s": 30, "clear_s": 10}]), person_detector, None)
     events = replay(p, scene, fps=2, duration_s=170)
