@@ -12,3 +12,5 @@ def register(app: typer.Typer) -> None:
     from xiaoqu.onboard_cmd import app as onboard_app
 
     app.add_typer(onboard_app, name="onboard", help="Installer tools: probe a device, add it to a gateway.")
+    from cloud.cli import app as cloud_app
+    app.add_typer(cloud_app, name="cloud", help="Backend: migrate, ingest, serve.")

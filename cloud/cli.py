@@ -1,0 +1,101 @@
+"""``xiaoqu cloud …``: the backend's commands. A thin composition root: load config once, wire, run.
+
+The config file (YAML or JSON, ``--config``) has one section per part (``database``, ``ingest``, …);
+each command validates only the sections it uses. Command-line options override the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from cloud.db import DatabaseConfig
+from cloud.ingest.config import IngestConfig, MqttConfig
+
+app = typer.Typer(no_args_is_help=True, help="Backend: migrate, ingest, serve.")
+
+M = TypeVar("M", bound=BaseModel)
+
+CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML or JSON config file with sections per part.")
+
+
+def load_file(path: Path | None) -> dict[str, Any]:
+    """The raw config file as a dict ({} without a file)."""
+    if path is None:
+        return {}
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        data = json.loads(text)
+    else:
+        from ruamel.yaml import YAML
+
+        data = YAML(typ="safe").load(text)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def section(data: dict[str, Any], name: str, model: type[M], overrides: dict[str, Any], path: Path | None) -> M:
+    raw = dict(data.get(name) or {})
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        where = f"{path}: " if path else ""
+        raise typer.BadParameter(f"{where}section '{name}': {exc}") from None
+
+
+@app.command()
+def migrate(
+    config: Path | None = CONFIG_OPTION,
+    dsn: str | None = typer.Option(None, help="PostgreSQL DSN (overrides database.dsn)."),
+    flavour: str | None = typer.Option(None, help="auto | timescale | native (only at the first migrate)."),
+) -> None:
+    """Create or upgrade the database schema (re-runnable)."""
+    from cloud.db.migrate import MigrationError
+    from cloud.db.migrate import migrate as run_migrate
+    from cloud.ingest.maintenance import apply_retention, ensure_partitions_ahead
+
+    data = load_file(config)
+    db = section(data, "database", DatabaseConfig, {"dsn": dsn, "flavour": flavour}, config)
+    try:
+        result = run_migrate(db)
+    except MigrationError as exc:
+        typer.echo(f"migrate failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    from cloud.db import connect
+
+    with connect(db.dsn) as conn:
+        if result.flavour == "native":
+            ensure_partitions_ahead(conn, 3)
+        apply_retention(conn, result.flavour, db)
+    applied = ", ".join(map(str, result.applied)) or "none"
+    typer.echo(f"flavour {result.flavour}; applied: {applied}; already applied: {len(result.already)}")
+
+
+@app.command()
+def ingest(
+    config: Path | None = CONFIG_OPTION,
+    dsn: str | None = typer.Option(None, help="PostgreSQL DSN (overrides database.dsn)."),
+    mqtt: str | None = typer.Option(None, help="broker as host:port (overrides ingest.mqtt)."),
+    workers: int = typer.Option(1, min=1, help="worker processes to run here."),
+    index: int = typer.Option(0, min=0, help="index of the first worker (client id '<client_id>-<index>')."),
+) -> None:
+    """Consume telemetry, events, state and acks from MQTT and store them (ack after commit)."""
+    from cloud.ingest.worker import run_workers
+
+    data = load_file(config)
+    db = section(data, "database", DatabaseConfig, {"dsn": dsn}, config)
+    overrides: dict[str, Any] = {}
+    if mqtt is not None:
+        host, _, port = mqtt.rpartition(":")
+        base = dict((data.get("ingest") or {}).get("mqtt") or {})
+        overrides["mqtt"] = MqttConfig.model_validate({**base, "host": host or "127.0.0.1", "port": int(port)})
+    cfg = section(data, "ingest", IngestConfig, overrides, config)
+    run_workers(db, cfg, workers, first_index=index)

@@ -1,0 +1,1 @@
+"""Device registry: registration from gateway births, last-seen / online state from traffic."""
