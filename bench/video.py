@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from device_profiles.camera import CameraSpec, DetectorSpec  # noqa: E402
-from edge.video import VideoAnalytics, load_detector  # noqa: E402
-from edge.video.base import Frame  # noqa: E402
-from edge.video.pipeline import FramePipeline  # noqa: E402
-from simulators.camera import FIRE_LANE_ZONE, MjpegCamera, Obstruction, Scene, Walker  # noqa: E402
+from device_profiles.camera import CameraSpec, DetectorSpec
+from edge.video import VideoAnalytics, load_detector
+from edge.video.base import Frame
+from edge.video.pipeline import FramePipeline
+from simulators.camera import FIRE_LANE_ZONE, MjpegCamera, Obstruction, Scene, Walker
 
 LANE = {"name": "lane", "kind": "fire_lane_blockage", "zone": FIRE_LANE_ZONE}
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -136,7 +136,8 @@ def main() -> int:
     print(f"idle camera at 5 fps: {out['idle_camera_cpu_pct']}% of a core (goal <= 3%), "
           f"{out['idle_fps']} fps, event-loop lag max {out['loop_lag_max_ms']} ms")  # fmt: skip
     out |= bench_alarm(20.0 if args.quick else 120.0)
-    print(f"obstruction to alarm: dwell {out['dwell_s']} s + {out['obstruction_to_alarm_s_over_dwell']} s (goal <= 1 s)")
+    late = out["obstruction_to_alarm_s_over_dwell"]
+    print(f"obstruction to alarm: dwell {out['dwell_s']} s + {late} s (goal <= 1 s)")
     print(json.dumps(out))
     return 0
 
