@@ -24,6 +24,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -67,7 +68,7 @@ def bench_overhead(n: int) -> dict[str, float]:
     }
 
 
-def _serve(port_q: multiprocessing.Queue, stop: multiprocessing.Event) -> None:  # type: ignore[type-arg]
+def _serve(port_q: Any, stop: Any) -> None:
     scene = Scene(seed=2)
     with MjpegCamera(scene.frame, fps=5) as cam:
         port_q.put(cam.port)
