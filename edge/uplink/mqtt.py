@@ -1,0 +1,485 @@
+"""The MQTT uplink: drains the outbox to the broker in lane order, deleting a row only on its PUBACK.
+
+One paho client per connection (paho's own reconnect is off; :meth:`Uplink.run` reconnects with
+backoff and builds a fresh client, last will and birth each time). At most ``max_inflight`` rows are
+handed to paho at once, so paho never becomes a second, unbounded buffer: each time a PUBACK frees a
+slot, the oldest row of the highest non-empty lane goes next — an alarm put while a telemetry backlog
+drains is sent as soon as one slot frees. On a disconnect every unacknowledged row is simply read
+again from the outbox after the next connect (at-least-once; the backend is idempotent on message id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import Field, field_validator
+
+from contract.base import StrictModel
+from contract.codec import decode, encode
+from contract.errors import ContractError
+from contract.messages import Command, GatewayState
+from contract.topics import UPLINK_KINDS, TopicKind, topic
+from edge.uplink.lanes import LANES, Lane
+from edge.uplink.outbox import Outbox, OutboxRow
+
+log = logging.getLogger(__name__)
+
+UplinkState = Literal["stopped", "connecting", "connected", "backoff"]
+
+
+class UplinkConfig(StrictModel):
+    url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt://host[:port] or mqtts://host[:port]")
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    keepalive_s: int = Field(default=30, ge=5)
+    max_inflight: int = Field(default=100, ge=1, le=65000)
+    client_id: str | None = Field(default=None, description='default: "xq-gw-<gateway id>"')
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    fetch_batch: int = Field(default=256, ge=1, description="rows read from the outbox per lane at a time")
+    ack_flush_batch: int = Field(default=256, ge=1, description="acknowledged rows deleted per transaction")
+    tick_s: float = Field(default=0.1, gt=0, description="period of the idle refill and ack flush")
+    stop_timeout_s: float = Field(default=5.0, gt=0, description="wait for the clean offline state's PUBACK")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("must look like mqtt://host[:port] or mqtts://host[:port]")
+        return value
+
+
+_Birth = Callable[[], GatewayState]
+_OnCommand = Callable[[Command], Awaitable[None]]
+
+
+class _ConnectFailed(Exception):
+    """The broker refused the connection or did not answer it in time."""
+
+
+class _LaneCursor:
+    """Which rows to hand out next: per lane, a cursor (highest id handed out) and a small read-ahead."""
+
+    def __init__(self, outbox: Outbox, batch: int) -> None:
+        self._outbox = outbox
+        self._batch = batch
+        self._cursor: dict[Lane, int] = dict.fromkeys(LANES, 0)
+        self._ahead: dict[Lane, deque[OutboxRow]] = {lane: deque() for lane in LANES}
+
+    def reset(self) -> None:
+        """Start again from the oldest row of each lane (after a reconnect)."""
+        for lane in LANES:
+            self._cursor[lane] = 0
+            self._ahead[lane].clear()
+
+    def pick(self) -> OutboxRow | None:
+        """The oldest not yet handed-out row of the highest-priority non-empty lane."""
+        for lane in LANES:
+            ahead = self._ahead[lane]
+            if not ahead:
+                known = self._outbox.max_id(lane)
+                if known <= self._cursor[lane]:
+                    continue
+                rows = self._outbox.fetch(lane, self._cursor[lane], 16 if lane == "alarm" else self._batch)
+                if not rows:
+                    # Every row up to `known` was deleted or dropped (a row committed after reading
+                    # `known` has a higher id, so it is not skipped).
+                    self._cursor[lane] = known
+                    continue
+                ahead.extend(rows)
+                self._cursor[lane] = rows[-1].id
+            return ahead.popleft()
+        return None
+
+
+class Uplink:
+    """Drains an :class:`Outbox` to MQTT with QoS 1; birth/death on ``…/state``; commands from ``…/cmd``."""
+
+    def __init__(
+        self,
+        config: UplinkConfig,
+        *,
+        site: str,
+        gateway_id: str,
+        outbox: Outbox,
+        birth: _Birth,
+        on_command: _OnCommand | None = None,
+    ) -> None:
+        self.config = config
+        self.site = site
+        self.gateway_id = gateway_id
+        self.outbox = outbox
+        self._birth = birth
+        self._on_command = on_command
+        parts = urlsplit(config.url)
+        self._tls = parts.scheme == "mqtts"
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or (8883 if self._tls else 1883)
+        self._client_id = config.client_id or f"xq-gw-{gateway_id}"
+        self._topics: dict[str, str] = {k.value: topic(site, gateway_id, k) for k in UPLINK_KINDS}
+        self._state_topic = self._topics[TopicKind.STATE.value]
+        self._cmd_topic = topic(site, gateway_id, TopicKind.CMD)
+
+        # Shared between the paho network thread and the asyncio thread; guarded by _lock. Lock order:
+        # paho's internal locks -> _lock -> the outbox's lock; client.publish() is never called under _lock.
+        self._lock = threading.Lock()
+        self._client: mqtt.Client | None = None
+        self._connected = False
+        self._slots = 0
+        self._inflight: dict[int, OutboxRow | None] = {}
+        self._early: set[int] = set()
+        self._acked: list[int] = []
+        self._cursor = _LaneCursor(outbox, config.fetch_batch)
+        self._acked_total: dict[Lane, int] = dict.fromkeys(LANES, 0)
+        self._birth_payload = b""
+        self._connect_result: asyncio.Future[ReasonCode] | None = None
+
+        self._state: UplinkState = "stopped"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._stop_requested = False
+        self._running = False
+        self._stopped: asyncio.Event | None = None
+        self._command_tasks: set[asyncio.Task[None]] = set()
+        self.on_ack: Callable[[OutboxRow], None] | None = None
+        """Optional hook called (in the network thread) with each row whose PUBACK arrived."""
+
+    # -- public getters ---------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def state(self) -> UplinkState:
+        return self._state
+
+    def inflight(self) -> int:
+        """Messages handed to the broker and not yet acknowledged."""
+        with self._lock:
+            return self._slots
+
+    def acked_total(self) -> dict[Lane, int]:
+        """Outbox rows acknowledged by the broker since this uplink was created, per lane."""
+        with self._lock:
+            return dict(self._acked_total)
+
+    def wake(self) -> None:
+        """Hint that ``put()`` added rows: fill free in-flight slots now (safe from any thread)."""
+        client = self._client
+        if client is not None and self._connected:
+            self._fill(client)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, drain and reconnect with backoff until :meth:`stop` (or cancellation)."""
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._running = True
+        self._stop_requested = False
+        delay = self.config.reconnect_min_s
+        client: mqtt.Client | None = None
+        try:
+            while not self._stop_requested:
+                self._state = "connecting"
+                try:
+                    client = await self._connect()
+                except (OSError, _ConnectFailed) as exc:
+                    self._state = "backoff"
+                    pause = delay * random.uniform(0.8, 1.2)
+                    log.warning("uplink to %s:%d failed (%s); retrying in %.1f s", self._host, self._port, exc, pause)
+                    await self._sleep(pause)
+                    delay = min(delay * 2, self.config.reconnect_max_s)
+                    continue
+                delay = self.config.reconnect_min_s
+                self._state = "connected"
+                log.info("uplink connected to %s:%d as %s", self._host, self._port, self._client_id)
+                while self._connected and not self._stop_requested:
+                    await self._sleep(self.config.tick_s)
+                    self._flush_acks()
+                    self._fill(client)
+                if self._stop_requested:
+                    await self._publish_offline(client)
+                else:
+                    log.warning("uplink to %s:%d lost; %d rows were in flight", self._host, self._port, self._slots)
+                await self._teardown(client)
+                client = None
+        finally:
+            if client is not None:
+                await asyncio.shield(self._teardown(client))
+            self._state = "stopped"
+            self._running = False
+            self._stopped.set()
+
+    async def stop(self) -> None:
+        """Publish a clean retained "offline" state, disconnect, and let :meth:`run` return."""
+        self._stop_requested = True
+        if not self._running or self._stopped is None:
+            return
+        if self._wakeup is not None:
+            self._wakeup.set()
+        try:
+            await asyncio.wait_for(self._stopped.wait(), self.config.stop_timeout_s + 5)
+        except TimeoutError:
+            log.error("uplink did not stop within %.0f s", self.config.stop_timeout_s + 5)
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._wakeup is not None
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), seconds)
+        except TimeoutError:
+            pass
+        self._wakeup.clear()
+
+    def _signal(self) -> None:
+        """Wake :meth:`run` from any thread."""
+        loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None:
+            try:
+                loop.call_soon_threadsafe(wakeup.set)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+    def _new_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self._client_id,
+            clean_session=False,  # keep the …/cmd subscription and queued commands across reconnects
+            protocol=mqtt.MQTTv311,
+            reconnect_on_failure=False,  # run() reconnects, with a fresh client, will and birth
+        )
+        client.max_inflight_messages_set(0)  # our window limits what paho holds; never queue in paho
+        if self.config.username is not None:
+            client.username_pw_set(self.config.username, self.config.password)
+        if self._tls:
+            client.tls_set(
+                ca_certs=str(self.config.ca_file) if self.config.ca_file else None,
+                certfile=str(self.config.cert_file) if self.config.cert_file else None,
+                keyfile=str(self.config.key_file) if self.config.key_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        will = GatewayState(
+            gw=self.gateway_id,
+            seq=self.outbox.next_seq(),
+            ts=datetime.now(UTC),
+            state="offline",
+            reason="connection lost",
+        )
+        client.will_set(self._state_topic, encode(will), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    async def _connect(self) -> mqtt.Client:
+        client = self._new_client()
+        birth = encode(self._birth())
+        assert self._loop is not None
+        result: asyncio.Future[ReasonCode] = self._loop.create_future()
+        with self._lock:
+            self._client = client
+            self._connected = False
+            self._birth_payload = birth
+            self._connect_result = result
+        try:
+            await asyncio.to_thread(client.connect, self._host, self._port, self.config.keepalive_s)
+            client.loop_start()
+            try:
+                code = await asyncio.wait_for(result, self.config.connect_timeout_s)
+            except TimeoutError:
+                raise _ConnectFailed(f"no CONNACK within {self.config.connect_timeout_s} s") from None
+            if code.is_failure:
+                raise _ConnectFailed(f"broker refused the connection: {code}")
+        except (OSError, _ConnectFailed):
+            await self._teardown(client)
+            raise
+        return client
+
+    async def _teardown(self, client: mqtt.Client) -> None:
+        """Stop the client's thread and forget its in-flight rows: they are re-read from the outbox."""
+        with self._lock:
+            if self._client is client:
+                self._client = None
+            self._connected = False
+        try:
+            client.disconnect()
+        except OSError:
+            pass
+        await asyncio.to_thread(client.loop_stop)
+        try:
+            client.socket_close()  # type: ignore[attr-defined]
+        except (AttributeError, OSError):
+            pass
+        self._flush_acks()
+        with self._lock:
+            self._cursor.reset()
+            self._inflight.clear()
+            self._early.clear()
+            self._slots = 0
+
+    async def _publish_offline(self, client: mqtt.Client) -> None:
+        """The clean death: a retained "offline" state, acknowledged before we disconnect."""
+        state = GatewayState(
+            gw=self.gateway_id, seq=self.outbox.next_seq(), ts=datetime.now(UTC), state="offline", reason="stopped"
+        )
+        info = client.publish(self._state_topic, encode(state), qos=1, retain=True)
+        try:
+            await asyncio.to_thread(info.wait_for_publish, self.config.stop_timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("clean offline state not acknowledged: %s", exc)
+
+    # -- the drain (runs in the network thread on PUBACK, and in the caller's thread on wake/tick) --
+
+    def _fill(self, client: mqtt.Client) -> None:
+        limit = self.config.max_inflight
+        while True:
+            with self._lock:
+                if self._client is not client or not self._connected or self._slots >= limit:
+                    return
+                row = self._cursor.pick()
+                if row is None:
+                    return
+                self._slots += 1
+            target = self._topics.get(row.kind)
+            if target is None:
+                log.error("outbox row %d has unknown kind %r: deleting it unsent", row.id, row.kind)
+                self._settle(row)
+                continue
+            self._publish_tracked(client, target, row.payload, row.kind == TopicKind.STATE.value, row)
+
+    def _publish_tracked(
+        self, client: mqtt.Client, target: str, payload: bytes, retain: bool, row: OutboxRow | None
+    ) -> None:
+        """Publish with QoS 1 (a slot is already reserved) and map paho's mid to the row."""
+        info = client.publish(target, payload, qos=1, retain=retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            log.debug("publish of row %s returned %s; it is resent after the next connect", row, info.rc)
+        with self._lock:
+            if info.mid in self._early:  # the PUBACK beat us to the bookkeeping
+                self._early.discard(info.mid)
+                settle = True
+            else:
+                self._inflight[info.mid] = row
+                settle = False
+        if settle:
+            self._settle(row)
+
+    def _settle(self, row: OutboxRow | None) -> None:
+        """One slot's message is done (acknowledged): queue its row for deletion."""
+        with self._lock:
+            self._slots -= 1
+            if row is None:
+                return
+            self._acked.append(row.id)
+            self._acked_total[row.lane] += 1
+            flush = len(self._acked) >= self.config.ack_flush_batch
+        hook = self.on_ack
+        if hook is not None:
+            hook(row)
+        if flush:
+            self._flush_acks()
+
+    def _flush_acks(self) -> None:
+        with self._lock:
+            ids, self._acked = self._acked, []
+        if ids:
+            self.outbox.delete(ids)
+
+    # -- paho callbacks (network thread) ----------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: ReasonCode, properties: Any
+    ) -> None:
+        with self._lock:
+            current = client is self._client
+            result = self._connect_result
+            if current and not reason_code.is_failure:
+                self._connected = True
+                self._slots += 1  # the birth
+        if self._loop is not None and result is not None:
+            self._loop.call_soon_threadsafe(_resolve, result, reason_code)
+        if not current or reason_code.is_failure:
+            return
+        client.subscribe(self._cmd_topic, qos=1)
+        self._publish_tracked(client, self._state_topic, self._birth_payload, True, None)
+        self._fill(client)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: ReasonCode, properties: Any
+    ) -> None:
+        with self._lock:
+            if client is not self._client:
+                return
+            self._connected = False
+        log.info("uplink disconnected: %s", reason_code)
+        self._signal()
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any
+    ) -> None:
+        with self._lock:
+            if client is not self._client:
+                return
+            if mid not in self._inflight:
+                self._early.add(mid)
+                return
+            row = self._inflight.pop(mid)
+        self._settle(row)
+        self._fill(client)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            _, decoded = decode(message.topic, bytes(message.payload))
+        except (ContractError, UnicodeDecodeError) as exc:
+            log.warning("dropping a bad command on %s: %s", self._cmd_topic, getattr(exc, "reason", exc))
+            return
+        if not isinstance(decoded, Command):
+            log.warning("dropping a %s received on %s", type(decoded).__name__, self._cmd_topic)
+            return
+        if self._on_command is None or self._loop is None:
+            log.info("command %s for %s ignored: no command handler", decoded.command, decoded.device)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._start_command, decoded)
+        except RuntimeError:
+            log.warning("command %s dropped: the event loop is closed", decoded.id)
+
+    def _start_command(self, command: Command) -> None:
+        task = asyncio.get_running_loop().create_task(self._run_command(command))
+        self._command_tasks.add(task)
+        task.add_done_callback(self._command_tasks.discard)
+
+    async def _run_command(self, command: Command) -> None:
+        assert self._on_command is not None
+        try:
+            await self._on_command(command)
+        except Exception:  # loop boundary: a failing handler must not take the uplink down
+            log.exception(
+                "command handler failed for command %s (%s on %s)", command.id, command.command, command.device
+            )
+
+
+def _resolve(future: asyncio.Future[ReasonCode], code: ReasonCode) -> None:
+    if not future.done():
+        future.set_result(code)
