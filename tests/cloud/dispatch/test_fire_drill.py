@@ -41,7 +41,7 @@ def subscriber(host: str, port: int, topic_filter: str) -> tuple[mqtt.Client, qu
     return client, got
 
 
-async def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):  # noqa: ANN001, ANN201
+async def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -138,11 +138,10 @@ async def test_unacknowledged_command_is_retried_then_times_out(db, pool, rules,
             sent.append((topic, payload))
 
     engine = DecisionEngine(pool, rules, clock=clock, publisher=Recorder())
-    async with pool.connection() as conn:
-        async with conn.transaction():
-            cid = await engine.issue_command(
-                conn, device_id="elev1", command="fire_recall", args={}, actor="pm1", retry_safe=True, max_attempts=2
-            )
+    async with pool.connection() as conn, conn.transaction():
+        cid = await engine.issue_command(
+            conn, device_id="elev1", command="fire_recall", args={}, actor="pm1", retry_safe=True, max_attempts=2
+        )
     await engine.send([cid])
     assert len(sent) == 1
     clock.advance(11)

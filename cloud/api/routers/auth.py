@@ -1,0 +1,70 @@
+"""Log in (OAuth2 password flow → JWT) and manage users."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import Field
+
+from cloud.api.deps import Conn, CurrentUser, State, require
+from cloud.auth.roles import Role
+from cloud.auth.security import Principal, create_token
+from cloud.auth.store import UserExists, add_user, audit, authenticate, list_users
+from contract.base import StrictModel
+
+router = APIRouter(prefix="/api", tags=["auth"])
+
+
+class Token(StrictModel):
+    access_token: str
+    token_type: str = "bearer"
+    role: Role
+
+
+class UserIn(StrictModel):
+    username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{2,64}$")
+    password: str = Field(min_length=8)
+    role: Role
+    grid_id: str | None = None
+    full_name: str | None = None
+
+
+@router.post("/auth/token", response_model=Token, summary="Log in with username and password")
+async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], conn: Conn, state: State) -> Token:
+    user = await authenticate(conn, form.username, form.password)
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
+        )
+    principal = Principal(user.username, user.role, user.grid_id)
+    token = create_token(principal, state.config.jwt_secret, timedelta(minutes=state.config.token_ttl_minutes))
+    return Token(access_token=token, role=user.role)
+
+
+@router.get("/auth/me", summary="Who am I")
+async def me(user: CurrentUser) -> dict[str, Any]:
+    return {"username": user.username, "role": user.role.value, "grid_id": user.grid_id}
+
+
+@router.get("/users", summary="List users (admin)")
+async def users(conn: Conn, _: Annotated[Principal, Depends(require("users.manage"))]) -> list[dict[str, Any]]:
+    return [
+        {"id": u.id, "username": u.username, "role": u.role.value, "grid_id": u.grid_id, "active": u.active}
+        for u in await list_users(conn)
+    ]
+
+
+@router.post("/users", status_code=201, summary="Create a user (admin)")
+async def create_user(
+    body: UserIn, conn: Conn, admin: Annotated[Principal, Depends(require("users.manage"))]
+) -> dict[str, Any]:
+    async with conn.transaction():
+        try:
+            u = await add_user(conn, body.username, body.password, body.role, body.grid_id, body.full_name)
+        except UserExists as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        await audit(conn, admin.username, "user.create", "user", u.username, {"role": u.role.value})
+    return {"id": u.id, "username": u.username, "role": u.role.value, "grid_id": u.grid_id}

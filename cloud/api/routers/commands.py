@@ -1,0 +1,76 @@
+"""Commands to devices: issue one (published on the gateway's cmd topic) and follow its status."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from psycopg.rows import dict_row
+from pydantic import Field
+
+from cloud.alarms.store import to_json
+from cloud.api.deps import Conn, State, not_found, require
+from cloud.auth.security import Principal
+from contract.base import StrictModel
+
+router = APIRouter(prefix="/api/commands", tags=["commands"])
+
+
+class CommandIn(StrictModel):
+    device_id: str
+    command: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    args: dict[str, bool | int | float | str] = Field(default_factory=dict)
+    ack_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    retry_safe: bool = Field(default=False, description="idempotent on the device: may be re-sent on no answer")
+    max_attempts: int = Field(default=1, ge=1, le=10)
+
+
+@router.post("", status_code=202, summary="Issue a command (queued → sent → outcome)")
+async def issue(
+    body: CommandIn, conn: Conn, state: State, user: Annotated[Principal, Depends(require("commands.issue"))]
+) -> dict[str, Any]:
+    try:
+        async with conn.transaction():
+            cid = await state.engine.issue_command(
+                conn,
+                device_id=body.device_id,
+                command=body.command,
+                args=dict(body.args),
+                actor=user.username,
+                ack_timeout=timedelta(seconds=body.ack_timeout_s),
+                retry_safe=body.retry_safe,
+                max_attempts=body.max_attempts,
+            )
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    await state.engine.send([cid])
+    return await get_command(cid, conn, user)
+
+
+@router.get("", summary="Recent commands")
+async def list_commands(
+    conn: Conn,
+    _: Annotated[Principal, Depends(require("commands.read"))],
+    device_id: str | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT * FROM commands WHERE (%s::text IS NULL OR device_id = %s) ORDER BY created_at DESC LIMIT %s",
+            (device_id, device_id, min(max(limit, 1), 1000)),
+        )
+        return [to_json(r) for r in await cur.fetchall()]
+
+
+@router.get("/{command_id}", summary="One command's status")
+async def get_command(
+    command_id: UUID, conn: Conn, _: Annotated[Principal, Depends(require("commands.read"))]
+) -> dict[str, Any]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM commands WHERE id = %s", (command_id,))
+        row = await cur.fetchone()
+    if row is None:
+        raise not_found(f"command {command_id}")
+    return to_json(row)

@@ -1,0 +1,90 @@
+"""Evidence files (snapshots, clips): gateways upload the bytes the event refers to; people view them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Request, status
+from fastapi.responses import FileResponse
+
+from cloud.api.deps import State, principal_from_token
+from cloud.auth.roles import allowed
+
+router = APIRouter(prefix="/api/evidence", tags=["evidence"])
+
+REF_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+TYPES = {"image/jpeg", "image/png", "video/mp4"}
+
+
+def _check_ref(ref: str) -> None:
+    if not REF_RE.match(ref) or ref.startswith("."):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "ref must be 1-128 of letters, digits, _ . -")
+
+
+def _authorise(request: Request, state: State, permission: str, gateway_token: str | None) -> str:
+    token = state.config.gateway_upload_token
+    if gateway_token is not None and token is not None and hmac.compare_digest(gateway_token, token):
+        return "gateway"
+    auth = request.headers.get("authorization", "")
+    if not auth.lower().startswith("bearer "):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "bearer token or X-Gateway-Token required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    user = principal_from_token(auth[7:], state)
+    if not allowed(user.role, permission):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {user.role.value} may not {permission}")
+    return user.username
+
+
+@router.post("/{ref}", status_code=201, summary="Upload evidence bytes (sha256 checked)")
+async def upload(
+    ref: str,
+    request: Request,
+    state: State,
+    x_content_sha256: Annotated[str, Header(description="hex sha256 of the body, as in the event's EvidenceRef")],
+    content_type: Annotated[str, Header()] = "image/jpeg",
+    x_gateway_token: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    _check_ref(ref)
+    who = _authorise(request, state, "evidence.upload", x_gateway_token)
+    if content_type not in TYPES:
+        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, f"content type must be one of {sorted(TYPES)}")
+    body = await request.body()
+    if len(body) > state.config.evidence_max_bytes:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "evidence too large")
+    digest = hashlib.sha256(body).hexdigest()
+    if digest != x_content_sha256.lower():
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"sha256 mismatch: body is {digest}, header says {x_content_sha256}"
+        )
+    directory = state.config.evidence_dir
+    directory.mkdir(parents=True, exist_ok=True)
+    path, meta = directory / ref, directory / f"{ref}.meta.json"
+    if path.exists():
+        old = json.loads(meta.read_text()) if meta.exists() else {}
+        if old.get("sha256") != digest:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"evidence {ref!r} exists with other content")
+        return old  # idempotent re-upload
+    tmp = directory / f".{ref}.part"
+    tmp.write_bytes(body)
+    tmp.replace(path)
+    info = {"ref": ref, "sha256": digest, "size": len(body), "content_type": content_type, "uploaded_by": who}
+    meta.write_text(json.dumps(info))
+    return info
+
+
+@router.get("/{ref}", summary="View evidence", response_class=FileResponse)
+async def view(ref: str, request: Request, state: State) -> FileResponse:
+    _check_ref(ref)
+    _authorise(request, state, "evidence.read", None)
+    path, meta = state.config.evidence_dir / ref, state.config.evidence_dir / f"{ref}.meta.json"
+    if not path.exists():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"evidence {ref!r} not found")
+    ctype = json.loads(meta.read_text()).get("content_type", "application/octet-stream") if meta.exists() else None
+    return FileResponse(path, media_type=ctype or "application/octet-stream")
