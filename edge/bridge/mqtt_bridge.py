@@ -1,0 +1,327 @@
+"""Bridge MQTT devices into the gateway's rules, and carry commands to them.
+
+Per device (``{prefix}`` = the profile's ``mqtt.prefix`` with ``{device_id}`` filled in) the bridge
+subscribes to every topic its profile names: point topics (decoded with
+:func:`device_profiles.mqtt_mapping.extract_scalar`), momentary ``on_message`` events, the status topic
+(retained online/offline and the device's last will), the heartbeat topic and the command-result topic.
+
+paho runs its network loop on its own thread; every message is handed to the asyncio loop with
+``call_soon_threadsafe`` and handled there, so rules, events and the outbox are touched from one thread.
+A malformed payload is logged and counted, reported up as ``device.bad_payload`` at most once per
+``bad_payload_interval_s`` per device, and never crashes the bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from contract.messages import Scalar
+from device_profiles import CompiledProfile, ConcreteEvent
+from device_profiles.commands import Publish
+from device_profiles.mqtt_mapping import Missing, PathError, extract, extract_scalar, fill_topic
+from device_profiles.schema import CommandResultSpec
+from edge.rules.clock import Clock
+from edge.rules.device import DeviceRules
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    ok: bool
+    reason: str | None = None
+
+
+@dataclass(eq=False)
+class BridgedDevice:
+    device_id: str
+    profile: CompiledProfile
+    rules: DeviceRules
+    bad_payloads_total: int = 0
+    last_bad_report: float | None = None
+
+    @property
+    def prefix(self) -> str:
+        settings = self.profile.profile.mqtt
+        template = settings.prefix if settings else "xqdev/{device_id}"
+        return fill_topic(template, prefix="", device_id=self.device_id)
+
+    def topic(self, template: str) -> str:
+        return fill_topic(template, prefix=self.prefix, device_id=self.device_id)
+
+
+@dataclass
+class _Route:
+    device: BridgedDevice
+    points: list[tuple[str, str]] = field(default_factory=list)
+    momentary: list[ConcreteEvent] = field(default_factory=list)
+    status: bool = False
+    heartbeat: bool = False
+    result: CommandResultSpec | None = None
+
+
+def parse_status(payload: bytes) -> bool | None:
+    """Online (True), offline (False) or not a status (None): ``online``, ``"offline"``, ``{"online": true}``,
+    ``{"state": "online"}`` or ``{"status": "offline"}``."""
+    text = payload.decode("utf-8", errors="replace").strip()
+    value: Any = text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    if isinstance(value, dict):
+        if isinstance(value.get("online"), bool):
+            return bool(value["online"])
+        value = value.get("state", value.get("status"))
+    if isinstance(value, str) and value.lower() in ("online", "offline"):
+        return value.lower() == "online"
+    if isinstance(value, bool):
+        return value
+    return None
+
+
+class MqttBridge:
+    def __init__(
+        self,
+        url: str,
+        devices: list[BridgedDevice],
+        clock: Clock,
+        *,
+        client_id: str | None = None,
+        bad_payload_interval_s: float = 60.0,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.url = url
+        self.devices = {d.device_id: d for d in devices}
+        self.clock = clock
+        self.bad_payload_interval_s = bad_payload_interval_s
+        self.routes: dict[str, list[_Route]] = {}
+        for d in devices:
+            self._add_routes(d)
+        parsed = urlparse(url)
+        self._host = parsed.hostname or "127.0.0.1"
+        self._port = parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                   client_id=client_id or f"xq-bridge-{uuid.uuid4().hex[:8]}")
+        user = username or parsed.username
+        if user:
+            self._client.username_pw_set(user, password or parsed.password)
+        if parsed.scheme == "mqtts":
+            self._client.tls_set()
+        self._client.reconnect_delay_set(1, 10)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: dict[tuple[str, str], asyncio.Future[CommandOutcome]] = {}
+        self._connected = asyncio.Event()
+        self.messages_total = 0
+        self.bad_payloads_total = 0
+
+    # --- routing table ----------------------------------------------------------------------------------
+    def _route(self, topic: str, device: BridgedDevice) -> _Route:
+        routes = self.routes.setdefault(topic, [])
+        for r in routes:
+            if r.device is device:
+                return r
+        r = _Route(device)
+        routes.append(r)
+        return r
+
+    def _add_routes(self, d: BridgedDevice) -> None:
+        for p in d.profile.points:
+            if p.mqtt is not None:
+                self._route(d.topic(p.mqtt.topic), d).points.append((p.name, p.mqtt.path))
+        for e in d.profile.events:
+            if e.on_message is not None:
+                self._route(d.topic(e.on_message.topic), d).momentary.append(e)
+        settings = d.profile.profile.mqtt
+        if settings is not None and settings.status_topic:
+            self._route(d.topic(settings.status_topic), d).status = True
+        if settings is not None and settings.command_result is not None:
+            self._route(d.topic(settings.command_result.topic), d).result = settings.command_result
+        hb = d.profile.profile.heartbeat
+        if hb is not None and hb.topic:
+            self._route(d.topic(hb.topic), d).heartbeat = True
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def run(self) -> None:
+        """Connect (paho retries and reconnects on its own thread) and serve until cancelled."""
+        self._loop = asyncio.get_running_loop()
+        self._client.connect_async(self._host, self._port, keepalive=30)
+        self._client.loop_start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_result(CommandOutcome(False, "gateway stopping"))
+
+    async def wait_connected(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
+        if getattr(reason, "is_failure", False):
+            logger.warning("device broker %s refused the connection: %s", self.url, reason)
+            return
+        topics = [(t, 1) for t in self.routes]
+        if topics:
+            client.subscribe(topics)
+        logger.info("device bridge connected to %s, %d topics", self.url, len(topics))
+        self._call(self._connected.set)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
+        logger.warning("device bridge lost %s: %s", self.url, reason)
+        self._call(self._connected.clear)
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self._call(self.handle, msg.topic, bytes(msg.payload))
+
+    # --- messages ----------------------------------------------------------------------------------------
+    def handle(self, topic: str, payload: bytes) -> None:
+        """One device message (runs on the event loop). Never raises on device input."""
+        self.messages_total += 1
+        for route in self.routes.get(topic, []):
+            try:
+                self._handle_route(route, topic, payload)
+            except (ValueError, TypeError, KeyError, PathError) as exc:  # bad device input: log, count, go on
+                self._bad_payload(route.device, topic, str(exc))
+
+    def _handle_route(self, route: _Route, topic: str, payload: bytes) -> None:
+        d = route.device
+        if route.status:
+            status: bool | None = parse_status(payload)
+            if status is None:
+                self._bad_payload(d, topic, "status is not online/offline")
+            else:
+                d.rules.set_status(status, "device reported " + ("online" if status else "offline (last will)"))
+            if status is False or not (route.points or route.momentary or route.heartbeat or route.result):
+                return
+        d.rules.answered()
+        if not (route.points or route.momentary or route.result):
+            return  # heartbeat only: liveness is all it carries
+        try:
+            data = json.loads(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            self._bad_payload(d, topic, f"not JSON: {exc}")
+            return
+        if not isinstance(data, dict):
+            self._bad_payload(d, topic, f"expected a JSON object, got {type(data).__name__}")
+            return
+        if route.result is not None:
+            self._command_result(d, route.result, data)
+        if route.points:
+            values: dict[str, Scalar | None] = {}
+            missing: list[str] = []
+            for name, path in route.points:
+                try:
+                    values[name] = extract_scalar(data, path)
+                except Missing:
+                    missing.append(name)
+            if values:
+                d.rules.ingest(values)
+            elif missing and not route.momentary:
+                self._bad_payload(d, topic, f"none of {', '.join(missing)} in the payload")
+        for e in route.momentary:
+            self._momentary(d, e, data)
+
+    def _momentary(self, d: BridgedDevice, e: ConcreteEvent, data: dict[str, Any]) -> None:
+        match = e.on_message
+        assert match is not None
+        if match.path is not None:
+            try:
+                value = extract(data, match.path)
+            except Missing:
+                return
+            if match.eq is not None and value != match.eq:
+                return
+        detail: dict[str, Scalar] = {}
+        for key, path in match.detail.items():
+            try:
+                detail[key] = extract_scalar(data, path)
+            except Missing:
+                continue
+        d.rules.momentary(e, detail)
+
+    def _command_result(self, d: BridgedDevice, spec: CommandResultSpec, data: dict[str, Any]) -> None:
+        try:
+            cid = str(extract_scalar(data, spec.id_path))
+        except Missing:
+            self._bad_payload(d, spec.topic, f"command result without {spec.id_path}")
+            return
+        fut = self._pending.get((d.device_id, cid))
+        if fut is None or fut.done():
+            logger.debug("result for unknown or finished command %s on %s", cid, d.device_id)
+            return
+        try:
+            ok = extract_scalar(data, spec.ok_path)
+        except Missing:
+            ok = False
+        reason: str | None = None
+        if spec.reason_path:
+            try:
+                reason = str(extract_scalar(data, spec.reason_path))
+            except Missing:
+                reason = None
+        fut.set_result(CommandOutcome(ok is True, reason))
+
+    def _bad_payload(self, d: BridgedDevice, topic: str, error: str) -> None:
+        d.bad_payloads_total += 1
+        self.bad_payloads_total += 1
+        logger.warning("device %s: bad payload on %s: %s", d.device_id, topic, error)
+        now = self.clock.monotonic()
+        if d.last_bad_report is not None and now - d.last_bad_report < self.bad_payload_interval_s:
+            return
+        d.last_bad_report = now
+        d.rules.emitter.event(
+            d.device_id, "device.bad_payload", severity="warning", active=True, ts=self.clock.now(),
+            detail={"topic": topic, "error": error[:200], "count": d.bad_payloads_total},
+        )
+
+    # --- commands ----------------------------------------------------------------------------------------
+    async def request(self, device_id: str, publish: Publish, command_id: str, timeout_s: float) -> CommandOutcome:
+        """Publish a command and wait for the device's result (correlated by id); TimeoutError after ``timeout_s``.
+
+        A profile without a command_result topic: success once the broker has the publish.
+        """
+        d = self.devices[device_id]
+        settings = d.profile.profile.mqtt
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[CommandOutcome] = loop.create_future()
+        key = (device_id, command_id)
+        self._pending[key] = fut
+        try:
+            info = self._client.publish(publish.topic, json.dumps(publish.payload), qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return CommandOutcome(False, f"device broker not reachable ({mqtt.error_string(info.rc)})")
+            if settings is None or settings.command_result is None:
+                await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, timeout_s), timeout_s + 1)
+                return CommandOutcome(info.is_published(), None if info.is_published() else "not delivered")
+            return await asyncio.wait_for(fut, timeout_s)
+        finally:
+            self._pending.pop(key, None)

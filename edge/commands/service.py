@@ -1,0 +1,84 @@
+"""Backend commands: expiry, validation, execution, an ack with the outcome, idempotent on command id.
+
+Before executing, the command id is recorded as ``executing``; if the gateway dies mid-command, a
+redelivery acks ``failed`` ("interrupted") rather than running a possibly non-idempotent command twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from contract.messages import Command, CommandStatus
+from device_profiles.commands import CommandError
+from edge.commands.executor import CommandExecutor
+from edge.commands.store import SeenStore
+from edge.rules.clock import Clock
+from edge.rules.emitter import Emitter
+
+logger = logging.getLogger(__name__)
+
+_FINAL: tuple[CommandStatus, ...] = ("succeeded", "failed", "timed_out", "rejected", "expired")
+
+
+class CommandService:
+    def __init__(self, executor: CommandExecutor, emitter: Emitter, store: SeenStore, clock: Clock) -> None:
+        self.executor = executor
+        self.emitter = emitter
+        self.store = store
+        self.clock = clock
+        self._inflight: dict[str, asyncio.Future[tuple[CommandStatus, str | None]]] = {}
+        self.outcomes_total: dict[str, int] = {}
+
+    async def handle(self, cmd: Command) -> None:
+        """The uplink's ``on_command``: never raises on a bad command, always acks."""
+        cid = str(cmd.id)
+        running = self._inflight.get(cid)
+        if running is not None:  # a duplicate while the first delivery still runs: same outcome, one execution
+            status, reason = await asyncio.shield(running)
+            self._ack(cmd, status, reason, duplicate=True)
+            return
+        seen = self.store.get(cid)
+        if seen is not None:
+            status_text = seen.status
+            reason = seen.reason
+            if status_text == "executing":
+                status_text, reason = "failed", "interrupted: the gateway restarted while executing it"
+                self.store.record(cid, cmd.device, status_text, reason)
+            assert status_text in _FINAL
+            self._ack(cmd, status_text, reason, duplicate=True)
+            return
+        fut: asyncio.Future[tuple[CommandStatus, str | None]] = asyncio.get_running_loop().create_future()
+        self._inflight[cid] = fut
+        try:
+            status, reason = await self._run(cmd)
+            self.store.record(cid, cmd.device, status, reason)
+            fut.set_result((status, reason))
+            self._ack(cmd, status, reason)
+        finally:
+            self._inflight.pop(cid, None)
+            if not fut.done():
+                fut.set_result(("failed", "gateway stopping"))
+
+    async def _run(self, cmd: Command) -> tuple[CommandStatus, str | None]:
+        now = self.clock.now()
+        if cmd.expires_at is not None:
+            expires = cmd.expires_at if cmd.expires_at.tzinfo else cmd.expires_at.replace(tzinfo=now.tzinfo)
+            if expires <= now:
+                return "expired", f"expired at {expires.isoformat()} (gateway time {now.isoformat()})"
+        try:
+            self.executor.validate(cmd.device, cmd.command, cmd.args)
+        except CommandError as exc:
+            return "rejected", str(exc)
+        self.store.record(str(cmd.id), cmd.device, "executing", None)
+        logger.info("command %s: %s on %s %s (from %s)", cmd.id, cmd.command, cmd.device, cmd.args, cmd.origin)
+        result = await self.executor.execute(cmd.device, cmd.command, cmd.args, str(cmd.id))
+        return result.status, result.reason
+
+    def _ack(self, cmd: Command, status: CommandStatus, reason: str | None, duplicate: bool = False) -> None:
+        self.outcomes_total[status] = self.outcomes_total.get(status, 0) + 1
+        detail: dict[str, bool | int | float | str] = {"command": cmd.command}
+        if duplicate:
+            detail["duplicate"] = True
+        self.emitter.ack(cmd.id, cmd.device, status, self.clock.now(), reason=reason, detail=detail)
+        logger.info("command %s on %s: %s%s", cmd.id, cmd.device, status, f" ({reason})" if reason else "")

@@ -1,0 +1,180 @@
+"""One poller per Modbus connection or bus: its devices are polled in turn over one client.
+
+- Reads are the coalesced blocks of :func:`device_profiles.read_plan.plan_reads` (fewest requests).
+- Each device has its own interval; the poller sleeps until the next device is due.
+- A link error (no answer, refused, reset) backs off exponentially up to a cap — per device for a
+  device that times out, for the whole bus when the connection itself cannot be made — and never ends
+  the poller: it keeps trying until cancelled.
+- A Modbus exception response marks that block's points bad-quality; the device answered, so it stays
+  online.
+- Writes (commands) go through the same lock, between polls, never interleaved with a read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from contract.messages import Scalar
+from device_profiles.commands import RegisterWrite
+from device_profiles.read_plan import ReadBlock, decode_block
+from edge.modbus.links import LinkError, ModbusLink, ReadRefused
+from edge.rules.clock import Clock
+from edge.rules.device import DeviceRules
+
+logger = logging.getLogger(__name__)
+
+
+class WriteFailed(Exception):
+    """A command's write did not go through; the message is the reason reported up."""
+
+
+@dataclass(eq=False)
+class PolledDevice:
+    device_id: str
+    unit: int
+    blocks: list[ReadBlock]
+    interval_s: float
+    rules: DeviceRules
+    next_due: float = 0.0
+    failures: int = 0
+
+
+@dataclass
+class PollStats:
+    polls_total: int = 0
+    poll_errors_total: int = 0
+    refused_total: int = 0
+    latencies_s: list[float] = field(default_factory=list)  # recent, bounded
+    observers: list[Callable[[float], None]] = field(default_factory=list)
+
+    def observe(self, latency_s: float) -> None:
+        self.polls_total += 1
+        self.latencies_s.append(latency_s)
+        if len(self.latencies_s) > 1024:
+            del self.latencies_s[:512]
+        for fn in self.observers:
+            fn(latency_s)
+
+
+class BusPoller:
+    def __init__(
+        self,
+        link: ModbusLink,
+        devices: Sequence[PolledDevice],
+        clock: Clock,
+        *,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        stats: PollStats | None = None,
+    ) -> None:
+        self.link = link
+        self.devices = list(devices)
+        self.clock = clock
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.stats = stats or PollStats()
+        self.lock = asyncio.Lock()
+        self.bus_failures = 0
+        self.connect_attempts = 0
+
+    @property
+    def name(self) -> str:
+        return self.link.name
+
+    def backoff(self, failures: int) -> float:
+        return float(min(self.backoff_max_s, self.backoff_initial_s * 2 ** max(0, failures - 1)))
+
+    async def run(self) -> None:
+        """Poll until cancelled. Nothing but cancellation ends this loop."""
+        if not self.devices:
+            return
+        now = self.clock.monotonic()
+        for i, d in enumerate(self.devices):  # spread the first polls over the first interval
+            d.next_due = now + d.interval_s * i / len(self.devices)
+        try:
+            while True:
+                await self._step()
+        finally:
+            self.link.close()
+
+    async def _step(self) -> None:
+        now = self.clock.monotonic()
+        for d in self.devices:
+            d.rules.check_liveness()
+        dev = min(self.devices, key=lambda d: d.next_due)
+        if dev.next_due > now:
+            await self.clock.sleep(dev.next_due - now)
+            return
+        if not self.link.connected:
+            self.connect_attempts += 1
+            try:
+                async with self.lock:
+                    await self.link.connect()
+            except LinkError as exc:
+                self.bus_failures += 1
+                delay = self.backoff(self.bus_failures)
+                if self.bus_failures == 1 or self.bus_failures % 20 == 0:
+                    logger.warning("%s: %s (attempt %d, next in %.1f s)", self.name, exc, self.bus_failures, delay)
+                for d in self.devices:
+                    d.next_due = max(d.next_due, now + delay)
+                return
+            if self.bus_failures:
+                logger.info("%s: connected again after %d failed attempts", self.name, self.bus_failures)
+            self.bus_failures = 0
+        await self.poll(dev)
+
+    async def poll(self, dev: PolledDevice) -> None:
+        """Read every block of one device once, hand the values to its rules, schedule the next poll."""
+        started = time.perf_counter()
+        values: dict[str, Scalar | None] = {}
+        bad: dict[str, str] = {}
+        async with self.lock:
+            for block in dev.blocks:
+                try:
+                    result = await self.link.read(block.table, block.start, block.count, dev.unit)
+                except LinkError as exc:
+                    self._device_failed(dev, str(exc))
+                    return
+                if isinstance(result, ReadRefused):
+                    self.stats.refused_total += 1
+                    for p in block.points:
+                        bad[p.name] = result.reason
+                    logger.debug("%s unit %d: %s %d+%d refused: %s", self.name, dev.unit, block.table,
+                                 block.start, block.count, result.reason)
+                    continue
+                for reading in decode_block(block, result.words):
+                    if reading.error is None:
+                        values[reading.point.name] = reading.value
+                    else:
+                        bad[reading.point.name] = reading.error
+        self.stats.observe(time.perf_counter() - started)
+        now = self.clock.monotonic()
+        dev.failures = 0
+        dev.rules.answered()
+        dev.rules.ingest(values, bad=bad)
+        dev.next_due = max(dev.next_due + dev.interval_s, now)
+
+    def _device_failed(self, dev: PolledDevice, reason: str) -> None:
+        self.stats.poll_errors_total += 1
+        dev.failures += 1
+        delay = max(dev.interval_s, self.backoff(dev.failures))
+        if dev.failures == 1 or dev.failures % 20 == 0:
+            logger.warning("%s unit %d (%s): %s (failure %d, next in %.1f s)", self.name, dev.unit, dev.device_id,
+                           reason, dev.failures, delay)
+        dev.next_due = self.clock.monotonic() + delay
+        dev.rules.check_liveness()
+
+    async def write(self, unit: int, writes: Sequence[RegisterWrite]) -> None:
+        """Run a command's writes in order, serialised with polling; raise :class:`WriteFailed` with the reason."""
+        async with self.lock:
+            for w in writes:
+                try:
+                    refused = await self.link.write(w.table, w.address, w.values, unit)
+                except LinkError as exc:
+                    raise WriteFailed(f"write {w.table} {w.address}: {exc}") from None
+                if refused is not None:
+                    raise WriteFailed(f"write {w.table} {w.address}: {refused.reason}")
