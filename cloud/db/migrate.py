@@ -64,6 +64,9 @@ MIGRATIONS: list[Migration] = [
             "timescale": Path("ingest/migrations/020_telemetry.timescale.sql"),
         },
     ),
+    Migration(100, "users and audit log", Path("auth/migrations/100_auth.sql")),
+    Migration(110, "alarms, timeline, incidents, suppression windows", Path("alarms/migrations/110_alarms.sql")),
+    Migration(120, "commands, work orders, roster, notifications", Path("dispatch/migrations/120_dispatch.sql")),
 ]
 
 
