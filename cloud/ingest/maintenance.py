@@ -140,28 +140,34 @@ def drop_old_partitions(conn: Conn, retention_days: int, now: datetime | None = 
     return dropped
 
 
+def retention_statements(flavour: Flavour, config: DatabaseConfig) -> list[tuple[str, tuple[object, ...]]]:
+    """The SQL that sets retention (TimescaleDB policies; native deletes), run in one transaction."""
+    rollups = ("telemetry_1m", "telemetry_5m", "telemetry_1h")
+    out: list[tuple[str, tuple[object, ...]]] = []
+    if flavour == "timescale":
+        out.append(("SELECT remove_retention_policy('telemetry', if_exists => true)", ()))
+        out.append(("SELECT add_retention_policy('telemetry', make_interval(days => %s))", (config.retention_days,)))
+        for rel in rollups:
+            out.append(("SELECT remove_retention_policy(%s, if_exists => true)", (rel,)))
+            out.append(
+                ("SELECT add_retention_policy(%s, make_interval(days => %s))", (rel, config.rollup_retention_days))
+            )
+    else:
+        for rel in rollups:
+            out.append(
+                (f"DELETE FROM {rel} WHERE bucket < now() - make_interval(days => %s)", (config.rollup_retention_days,))
+            )
+    out.append(
+        ("DELETE FROM ingested_messages WHERE received_at < now() - make_interval(days => %s)", (config.dedup_days,))
+    )
+    return out
+
+
 def apply_retention(conn: Conn, flavour: Flavour, config: DatabaseConfig) -> None:
     """Raw telemetry, rollups and the idempotency window kept as configured."""
     with conn.transaction():
-        if flavour == "timescale":
-            conn.execute("SELECT remove_retention_policy('telemetry', if_exists => true)")
-            conn.execute(
-                "SELECT add_retention_policy('telemetry', make_interval(days => %s))", (config.retention_days,)
-            )
-            for rel in ("telemetry_1m", "telemetry_5m", "telemetry_1h"):
-                conn.execute("SELECT remove_retention_policy(%s, if_exists => true)", (rel,))
-                conn.execute(
-                    "SELECT add_retention_policy(%s, make_interval(days => %s))", (rel, config.rollup_retention_days)
-                )
-        else:
-            for rel in ("telemetry_1m", "telemetry_5m", "telemetry_1h"):
-                conn.execute(
-                    f"DELETE FROM {rel} WHERE bucket < now() - make_interval(days => %s)",
-                    (config.rollup_retention_days,),
-                )
-        conn.execute(
-            "DELETE FROM ingested_messages WHERE received_at < now() - make_interval(days => %s)", (config.dedup_days,)
-        )
+        for sql, params in retention_statements(flavour, config):
+            conn.execute(sql, params)
     if flavour == "native":
         drop_old_partitions(conn, config.retention_days)
 
