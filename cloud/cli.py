@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from cloud.db import DatabaseConfig
 from cloud.ingest.config import IngestConfig, MqttConfig
+from cloud.serve_cli import serve_command
 
 app = typer.Typer(no_args_is_help=True, help="Backend: migrate, ingest, serve.")
 
@@ -99,3 +100,6 @@ def ingest(
         overrides["mqtt"] = MqttConfig.model_validate({**base, "host": host or "127.0.0.1", "port": int(port)})
     cfg = section(data, "ingest", IngestConfig, overrides, config)
     run_workers(db, cfg, workers, first_index=index)
+
+
+app.command("serve")(serve_command)

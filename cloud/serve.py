@@ -103,7 +103,7 @@ class Backend:
                 port=self.config.api.port,
                 log_level="warning",
                 lifespan="off",
-                ws="websockets",
+                ws="websockets-sansio",
             )
         )
         ready = asyncio.Event()

@@ -14,3 +14,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(onboard_app, name="onboard", help="Installer tools: probe a device, add it to a gateway.")
     from cloud.cli import app as cloud_app
     app.add_typer(cloud_app, name="cloud", help="Backend: migrate, ingest, serve.")
+    from cloud.serve_cli import user_app
+
+    app.add_typer(user_app, name="user", help="Backend users: add the first admin, …")
+    from edge.cli import app as edge_app
+
+    app.add_typer(edge_app, name="edge", help="Run the gateway agent; check a gateway config.")
