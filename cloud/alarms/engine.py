@@ -125,7 +125,12 @@ class DecisionEngine:
                         ready.set()
                     gen = conn.notifies()
                     async for note in gen:
-                        await self.handle_payload(note.payload)
+                        try:
+                            await self.handle_payload(note.payload)
+                        except psycopg.OperationalError:
+                            raise
+                        except psycopg.Error:
+                            log.exception("decision on %s payload %r failed; continuing", CHANNEL, note.payload[:200])
                         if stop.is_set():
                             break
             except psycopg.OperationalError as exc:
