@@ -46,6 +46,8 @@ class PolledDevice:
 @dataclass
 class PollStats:
     polls_total: int = 0
+    polls_started: int = 0
+    poll_requests_total: int = 0  # Modbus requests sent by completed polls (requests per poll = this / polls)
     poll_errors_total: int = 0
     refused_total: int = 0
     latencies_s: list[float] = field(default_factory=list)  # recent, bounded
@@ -130,10 +132,13 @@ class BusPoller:
     async def poll(self, dev: PolledDevice) -> None:
         """Read every block of one device once, hand the values to its rules, schedule the next poll."""
         started = time.perf_counter()
+        self.stats.polls_started += 1
+        sent = 0
         values: dict[str, Scalar | None] = {}
         bad: dict[str, str] = {}
         async with self.lock:
             for block in dev.blocks:
+                sent += 1
                 try:
                     result = await self.link.read(block.table, block.start, block.count, dev.unit)
                 except LinkError as exc:
@@ -151,6 +156,7 @@ class BusPoller:
                         values[reading.point.name] = reading.value
                     else:
                         bad[reading.point.name] = reading.error
+        self.stats.poll_requests_total += sent
         self.stats.observe(time.perf_counter() - started)
         now = self.clock.monotonic()
         dev.failures = 0
