@@ -169,8 +169,10 @@ class GatewayAgent:
                             state="online", software=SOFTWARE, devices=devices)
 
     def devices_online(self) -> tuple[int, int]:
+        """(online, offline); a device not yet heard from (e.g. a camera before its first frame) is neither."""
         online = sum(1 for r in self.rules.values() if r.online is True)
-        return online, len(self.rules) - online
+        offline = sum(1 for r in self.rules.values() if r.online is False)
+        return online, offline
 
     def _count_event(self, ev: EmittedEvent) -> None:
         self.metrics.events.labels(ev.severity).inc()
