@@ -387,6 +387,9 @@ class Uplink:
 
     def _settle(self, row: OutboxRow | None) -> None:
         """One slot's message is done (acknowledged): queue its row for deletion."""
+        hook = self.on_ack
+        if hook is not None and row is not None:
+            hook(row)
         with self._lock:
             self._slots -= 1
             if row is None:
@@ -394,9 +397,6 @@ class Uplink:
             self._acked.append(row.id)
             self._acked_total[row.lane] += 1
             flush = len(self._acked) >= self.config.ack_flush_batch
-        hook = self.on_ack
-        if hook is not None:
-            hook(row)
         if flush:
             self._flush_acks()
 
