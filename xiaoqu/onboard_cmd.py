@@ -87,3 +87,53 @@ def probe(
         out.print(f"[red]{summary}; {len(failed)} failed[/red]")
         raise typer.Exit(1)
     out.print(f"[green]{summary}: all passed[/green]")
+
+
+@app.command()
+def add(
+    gateway_config: Path = typer.Option(..., "--gateway-config", help="The gateway's YAML config file to edit."),
+    profile: str = typer.Option(..., "--profile", help="Profile id, e.g. acme-em200."),
+    device_id: str = typer.Option(..., "--device-id", help="Unique device id (letters, digits, _ - .)."),
+    site: str | None = typer.Option(None, "--site", help="Site id; default: the gateway's site."),
+    building: str = typer.Option(..., "--building", help="Building, e.g. B3."),
+    floor: int | None = typer.Option(None, "--floor", help="Floor number (negative for basements)."),
+    unit: str | None = typer.Option(None, "--unit", help="Residential unit (单元/户), e.g. 1801."),
+    area: str | None = typer.Option(None, "--area", help="Free text, e.g. 'lobby', 'car 1'."),
+    name: str | None = typer.Option(None, "--name", help="Display name."),
+    modbus: str | None = typer.Option(None, "--modbus", help="HOST:PORT of a Modbus TCP device."),
+    modbus_unit: int = typer.Option(1, "--modbus-unit", help="Modbus unit (slave) id."),
+    serial: str | None = typer.Option(None, "--serial", help="Serial port of a Modbus RTU device, e.g. /dev/ttyUSB0."),
+    baudrate: int = typer.Option(9600, "--baudrate", help="Modbus RTU baud rate."),
+    mqtt: bool = typer.Option(False, "--mqtt", help="An MQTT device on the gateway's broker."),
+    mqtt_broker: str | None = typer.Option(None, "--mqtt-broker", help="An MQTT device on another broker (URL)."),
+    camera: str | None = typer.Option(None, "--camera", help="Camera source URL (rtsp://, http://, file path)."),
+    profiles: list[Path] | None = ProfilesOpt,
+) -> None:
+    """Add a device instance to a gateway config, validated; the rest of the file is left as it was."""
+    from edge.onboard.config_edit import ConfigEditError, DeviceEntry, add_device
+
+    chosen = [x for x in (modbus, serial, camera) if x] + (["mqtt"] if mqtt or mqtt_broker else [])
+    if len(chosen) != 1:
+        typer.echo("give exactly one connection: --modbus HOST:PORT, --serial PORT, --mqtt [--mqtt-broker URL] "
+                   "or --camera URL", err=True)
+        raise typer.Exit(2)
+    connection: dict[str, str | int]
+    if modbus:
+        host, port = _host_port(modbus, 502)
+        connection = {"kind": "modbus_tcp", "host": host, "port": port, "unit": modbus_unit}
+    elif serial:
+        connection = {"kind": "modbus_rtu", "port": serial, "baudrate": baudrate, "unit": modbus_unit}
+    elif camera:
+        connection = {"kind": "camera", "source_url": camera}
+    else:
+        connection = {"kind": "mqtt", **({"broker": mqtt_broker} if mqtt_broker else {})}
+    entry = DeviceEntry(
+        device_id=device_id, profile=profile, site=site, building=building, floor=floor, unit=unit, area=area,
+        name=name, connection=connection,
+    )
+    try:
+        add_device(gateway_config, entry, _catalog(profiles))
+    except ConfigEditError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    out.print(f"[green]added {device_id} ({profile}) to {gateway_config}[/green]")
