@@ -92,6 +92,7 @@ class GatewayAgent:
         ))
         self.poll_stats.observers.append(self.metrics.poll_latency.observe)
         self.emitter.add_listener(self._count_event)
+        self.commands.observers.append(lambda status: self.metrics.commands.labels(status).inc())
         self._stop = asyncio.Event()
         self.metrics_port: int | None = None
 

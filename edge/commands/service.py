@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from contract.messages import Command, CommandStatus
 from device_profiles.commands import CommandError
@@ -29,6 +30,7 @@ class CommandService:
         self.clock = clock
         self._inflight: dict[str, asyncio.Future[tuple[CommandStatus, str | None]]] = {}
         self.outcomes_total: dict[str, int] = {}
+        self.observers: list[Callable[[str], None]] = []  # called with each ack's status (metrics)
 
     async def handle(self, cmd: Command) -> None:
         """The uplink's ``on_command``: never raises on a bad command, always acks."""
@@ -77,6 +79,8 @@ class CommandService:
 
     def _ack(self, cmd: Command, status: CommandStatus, reason: str | None, duplicate: bool = False) -> None:
         self.outcomes_total[status] = self.outcomes_total.get(status, 0) + 1
+        for fn in self.observers:
+            fn(status)
         detail: dict[str, bool | int | float | str] = {"command": cmd.command}
         if duplicate:
             detail["duplicate"] = True

@@ -217,6 +217,9 @@ async def test_commands_round_trip_with_outcomes(rig: Rig, mqtt_broker: Any) -> 
         pub.publish(cmd_topic, encode(unlock), qos=1).wait_for_publish(5)
         await wait_for(lambda: len(ack(unlock)) == 2, what="duplicate ack")
         assert sum(1 for _, b in rig.doors.received if b["id"] == str(unlock.id)) == 1
+        url = f"http://127.0.0.1:{rig.agent.metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        assert 'xq_commands_total{status="rejected"} 1.0' in text
     finally:
         pub.loop_stop()
         pub.disconnect()
