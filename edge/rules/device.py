@@ -118,6 +118,9 @@ class DeviceRules:
     def _offline_event(self, offline: bool, reason: str) -> None:
         if offline:
             logger.warning("device %s offline: %s", self.device_id, reason)
+            now = self.clock.now()
+            for name in list(self.values):  # its last values are stale now: reported once as bad quality
+                self._set_bad(name, now)
         else:
             logger.info("device %s back online", self.device_id)
         self.emitter.event(

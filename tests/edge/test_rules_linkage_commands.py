@@ -79,15 +79,19 @@ def test_debounce_holds_ordinary_events_but_never_life_safety() -> None:
 
 def test_offline_once_and_back() -> None:
     clock, outbox = FakeClock(), FakeOutbox()
-    rules, _ = _rules("acme-em200", clock, outbox, offline_after_s=10)
+    rules, batcher = _rules("acme-em200", clock, outbox, offline_after_s=10)
     rules.answered()
+    rules.ingest({"car.floor": 3})
     for _ in range(30):
         clock.advance(1)
         rules.check_liveness()
     rules.answered()
+    rules.ingest({"car.floor": 3})
     ev = outbox.events("device.offline")
     assert [e.active for e in ev] == [True, False]
     assert ev[0].severity == "major" and not ev[0].life_safety
+    batcher.flush()
+    assert [q for _, p, _, q in outbox.samples() if p == "car.floor"] == ["good", "bad", "good"]
 
 
 # --- linkage ----------------------------------------------------------------------------------------------
