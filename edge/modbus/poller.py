@@ -120,7 +120,7 @@ class BusPoller:
                 self.bus_failures += 1
                 delay = self.backoff(self.bus_failures)
                 if self.bus_failures == 1 or self.bus_failures % 20 == 0:
-                    logger.warning("%s: %s (attempt %d, next in %.1f s)", self.name, exc, self.bus_failures, delay)
+                    logger.warning("%s (attempt %d, next in %.1f s)", exc, self.bus_failures, delay)
                 for d in self.devices:
                     d.next_due = max(d.next_due, now + delay)
                 return
@@ -169,8 +169,8 @@ class BusPoller:
         dev.failures += 1
         delay = max(dev.interval_s, self.backoff(dev.failures))
         if dev.failures == 1 or dev.failures % 20 == 0:
-            logger.warning("%s unit %d (%s): %s (failure %d, next in %.1f s)", self.name, dev.unit, dev.device_id,
-                           reason, dev.failures, delay)
+            logger.warning("unit %d (%s): %s (failure %d, next in %.1f s)", dev.unit, dev.device_id, reason,
+                           dev.failures, delay)
         dev.next_due = self.clock.monotonic() + delay
         dev.rules.check_liveness()
 
