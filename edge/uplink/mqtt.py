@@ -170,6 +170,9 @@ class Uplink:
 
     @property
     def state(self) -> UplinkState:
+        """``connected`` only while the broker connection is up; ``connecting`` from a drop until reconnected."""
+        if self._state == "connected" and not self._connected:
+            return "connecting"
         return self._state
 
     def inflight(self) -> int:
