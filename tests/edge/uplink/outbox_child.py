@@ -19,7 +19,9 @@ from edge.uplink import Outbox, OutboxConfig, Uplink, UplinkConfig
 async def main(db: str, url: str, site: str, gw: str, seed: int) -> None:
     box = Outbox(OutboxConfig(path=Path(db), seq_block=50), gw)
     uplink = Uplink(
-        UplinkConfig(url=url, max_inflight=20, reconnect_min_s=0.1, reconnect_max_s=0.5),
+        UplinkConfig(
+            url=url, max_inflight=20, reconnect_min_s=0.1, reconnect_max_s=0.5, client_id=f"xq-gw-{site}-{gw}"
+        ),
         site=site,
         gateway_id=gw,
         outbox=box,

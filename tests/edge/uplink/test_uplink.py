@@ -27,7 +27,8 @@ CHILD = Path(__file__).with_name("outbox_child.py")
 
 
 def make_uplink(box: Outbox, url: str, site: str, kit: Any, on_command: Any = None, **config: Any) -> Uplink:
-    settings = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.5, **config}
+    # A client id per site: parallel test runs share the broker and the gateway id.
+    settings = {"reconnect_min_s": 0.1, "reconnect_max_s": 0.5, "client_id": f"xq-gw-{site}-{kit.GW}", **config}
     return Uplink(
         UplinkConfig(url=url, **settings),
         site=site,
