@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import ssl
 import threading
 from collections import deque
@@ -360,7 +361,12 @@ class Uplink:
             with self._lock:
                 if self._client is not client or not self._connected or self._slots >= limit:
                     return
-                row = self._cursor.pick()
+                try:
+                    row = self._cursor.pick()
+                except sqlite3.Error:
+                    # Runs in paho's thread too: never let it die; the next tick or PUBACK retries.
+                    log.exception("reading the outbox failed; retrying on the next tick")
+                    return
                 if row is None:
                     return
                 self._slots += 1
@@ -406,8 +412,14 @@ class Uplink:
     def _flush_acks(self) -> None:
         with self._lock:
             ids, self._acked = self._acked, []
-        if ids:
+        if not ids:
+            return
+        try:
             self.outbox.delete(ids)
+        except sqlite3.Error:
+            log.exception("deleting %d acknowledged rows failed; retrying on the next flush", len(ids))
+            with self._lock:
+                self._acked[:0] = ids
 
     # -- paho callbacks (network thread) ----------------------------------------------------------
 

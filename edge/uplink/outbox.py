@@ -17,6 +17,7 @@ Every uplink message is committed here before it is sent and deleted only after 
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import sqlite3
 import threading
@@ -78,6 +79,13 @@ class Outbox:
         self.gateway_id = gateway_id
         self._lock = threading.Lock()
         config.path.parent.mkdir(parents=True, exist_ok=True)
+        # One process per outbox file: two uplinks draining (and deleting from) one queue would be a bug.
+        self._lock_file = open(config.path.with_name(config.path.name + ".lock"), "a+b")  # noqa: SIM115
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise RuntimeError(f"outbox {config.path} is already open in another process") from None
         self._db = sqlite3.connect(config.path, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout={int(config.busy_timeout_ms)}")
         mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -273,6 +281,7 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._lock_file.close()  # releases the flock (the kernel also does on kill -9)
 
     # -- internals --------------------------------------------------------------------------------
 

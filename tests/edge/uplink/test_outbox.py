@@ -125,3 +125,12 @@ def test_cursor_picks_highest_lane_first_and_new_alarms_jump_the_queue(tmp_path:
 def test_fsync_lanes_config_is_strict(tmp_path: Path, bad: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="extra"):
         OutboxConfig(path=tmp_path / "o.db", **bad)
+
+
+def test_one_process_per_outbox_file(tmp_path: Path, kit: Any) -> None:
+    config = OutboxConfig(path=tmp_path / "o.db")
+    box = Outbox(config, kit.GW)
+    with pytest.raises(RuntimeError, match="already open"):
+        Outbox(config, kit.GW)
+    box.close()
+    Outbox(config, kit.GW).close()
