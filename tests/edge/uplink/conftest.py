@@ -200,6 +200,7 @@ def kit() -> Any:
 
     return types.SimpleNamespace(
         GW=GW,
+        free_port=free_port,
         wait_for=wait_for,
         until=until,
         telemetry=telemetry,

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -312,3 +315,58 @@ async def test_kill_9_loses_nothing_and_seq_never_repeats(
         await uplink.stop()
         await asyncio.wait_for(task, 10)
         box.close()
+
+
+def _make_certs(d: Path) -> None:
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=xq-test-ca")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "2", "-extfile", "san.ext")  # fmt: skip
+
+
+@pytest.fixture
+def cert_dir() -> Iterator[Path]:
+    """Certificates mosquitto can read after dropping root to its own user (pytest's tmp_path is 0700)."""
+    d = Path(tempfile.mkdtemp(prefix="xq-tls-"))
+    d.chmod(0o755)
+    _make_certs(d)
+    for f in d.iterdir():
+        f.chmod(0o644)  # a throw-away test key
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+async def test_tls_uplink(tmp_path: Path, cert_dir: Path, site_id: str, kit: Any) -> None:
+    port = kit.free_port()
+    conf = cert_dir / "tls.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n"
+        f"cafile {cert_dir / 'ca.crt'}\ncertfile {cert_dir / 'server.crt'}\nkeyfile {cert_dir / 'server.key'}\n"
+    )
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL)
+    box = Outbox(OutboxConfig(path=tmp_path / "o.db"), kit.GW)
+    uplink = make_uplink(box, f"mqtts://127.0.0.1:{port}", site_id, kit, ca_file=cert_dir / "ca.crt")
+    task = asyncio.create_task(uplink.run())
+    try:
+        box.put(kit.alarm(box.next_seq()))
+        await kit.until(lambda: uplink.acked_total()["alarm"] == 1, what="an alarm acknowledged over TLS")
+        await kit.until(lambda: box.depth()["alarm"] == 0, what="its row deleted")
+        await uplink.stop()
+        await asyncio.wait_for(task, 10)
+        # A broker whose certificate we cannot verify: no connection, the row stays, retries go on.
+        uplink = make_uplink(box, f"mqtts://127.0.0.1:{port}", site_id, kit)
+        task = asyncio.create_task(uplink.run())
+        box.put(kit.alarm(box.next_seq()))
+        await kit.until(lambda: uplink.state == "backoff", what="a refused TLS handshake")
+        assert not uplink.connected and box.depth()["alarm"] == 1
+    finally:
+        await uplink.stop()
+        await asyncio.wait_for(task, 10)
+        box.close()
+        broker.kill()
+        broker.wait()
