@@ -298,7 +298,13 @@ class Uplink:
 
     async def _connect(self) -> mqtt.Client:
         client = self._new_client()
-        birth = encode(self._birth())
+        try:
+            birth = encode(self._birth())
+        except ValueError:  # e.g. a pydantic ValidationError: announce ourselves anyway, without details
+            log.exception("building the birth message failed; publishing a minimal one")
+            birth = encode(
+                GatewayState(gw=self.gateway_id, seq=self.outbox.next_seq(), ts=datetime.now(UTC), state="online")
+            )
         assert self._loop is not None
         result: asyncio.Future[ReasonCode] = self._loop.create_future()
         with self._lock:
@@ -331,10 +337,6 @@ class Uplink:
         except OSError:
             pass
         await asyncio.to_thread(client.loop_stop)
-        try:
-            client.socket_close()  # type: ignore[attr-defined]
-        except (AttributeError, OSError):
-            pass
         self._flush_acks()
         with self._lock:
             self._cursor.reset()
@@ -447,7 +449,10 @@ class Uplink:
             if client is not self._client:
                 return
             self._connected = False
+            result = self._connect_result
         log.info("uplink disconnected: %s", reason_code)
+        if self._loop is not None and result is not None:  # closed before any CONNACK: fail the connect now
+            self._loop.call_soon_threadsafe(_fail, result, _ConnectFailed(f"connection closed: {reason_code}"))
         self._signal()
 
     def _on_publish(
@@ -498,3 +503,8 @@ class Uplink:
 def _resolve(future: asyncio.Future[ReasonCode], code: ReasonCode) -> None:
     if not future.done():
         future.set_result(code)
+
+
+def _fail(future: asyncio.Future[ReasonCode], exc: Exception) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -7,6 +7,7 @@ import json
 import random
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -317,6 +318,14 @@ async def test_kill_9_loses_nothing_and_seq_never_repeats(
         box.close()
 
 
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _make_certs(d: Path) -> None:
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
@@ -364,6 +373,35 @@ async def test_tls_uplink(tmp_path: Path, cert_dir: Path, site_id: str, kit: Any
         box.put(kit.alarm(box.next_seq()))
         await kit.until(lambda: uplink.state == "backoff", what="a refused TLS handshake")
         assert not uplink.connected and box.depth()["alarm"] == 1
+    finally:
+        await uplink.stop()
+        await asyncio.wait_for(task, 10)
+        box.close()
+        broker.kill()
+        broker.wait()
+
+
+async def test_refused_connection_backs_off_and_keeps_rows(tmp_path: Path, site_id: str, kit: Any) -> None:
+    port = kit.free_port()
+    conf = tmp_path / "closed.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\nlog_dest none\n")
+    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL)
+    kit.wait_for(lambda: _listening(port), what="the broker to listen")  # so the refusal is a CONNACK
+    box = Outbox(OutboxConfig(path=tmp_path / "o.db"), kit.GW)
+    box.put(kit.alarm(box.next_seq()))
+
+    def broken_birth() -> Any:
+        raise ValueError("a device list that does not validate")
+
+    uplink = Uplink(
+        UplinkConfig(url=f"mqtt://127.0.0.1:{port}", reconnect_min_s=0.1, reconnect_max_s=0.2),
+        site=site_id, gateway_id=kit.GW, outbox=box, birth=broken_birth,
+    )  # fmt: skip
+    task = asyncio.create_task(uplink.run())
+    try:
+        await kit.until(lambda: uplink.state == "backoff", what="the refused CONNACK")
+        await kit.until(lambda: uplink.state != "backoff", what="a retry")
+        assert not task.done() and not uplink.connected and box.depth()["alarm"] == 1
     finally:
         await uplink.stop()
         await asyncio.wait_for(task, 10)
