@@ -112,9 +112,7 @@ class Outbox:
         reserved = self._meta_get("seq_reserved")
         self._seq_next = reserved
         self._seq_limit = reserved
-        log.info(
-            "outbox %s opened: depth %s, %d bytes, seq from %d", config.path, self._depth, self._bytes, reserved
-        )
+        log.info("outbox %s opened: depth %s, %d bytes, seq from %d", config.path, self._depth, self._bytes, reserved)
 
     # -- sequence numbers -------------------------------------------------------------------------
 
