@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import logging
 import subprocess
@@ -176,7 +177,8 @@ async def run_baseline(ports: list[int], seconds: float) -> dict[str, float]:
             reads += 1
 
     async def loop() -> None:
-        while True:
+        task = asyncio.current_task()
+        while task is None or not task.cancelling():  # see BusPoller.run: wait_for may swallow a cancel
             t = time.perf_counter()
             await asyncio.gather(*(one(c) for c in clients))
             await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - t)))
@@ -205,6 +207,7 @@ def main() -> None:
         return
     logging.disable(logging.WARNING)
     seconds = args.seconds or (5.0 if args.quick else 20.0)
+    faulthandler.dump_traceback_later(2 * seconds + 120, exit=True)  # a hang prints every stack and exits
     proc, ports = start_servers(args.devices)
     try:
         gw = asyncio.run(run_gateway(ports, seconds))

@@ -97,9 +97,14 @@ class BusPoller:
         now = self.clock.monotonic()
         for i, d in enumerate(self.devices):  # spread the first polls over the first interval
             d.next_due = now + d.interval_s * i / len(self.devices)
+        task = asyncio.current_task()
         try:
             while True:
                 await self._step()
+                # Python 3.11's asyncio.wait_for (used inside pymodbus) can swallow a cancellation that races
+                # with the answer; honour a pending cancel() here so the poller always stops when asked.
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError
         finally:
             self.link.close()
 
