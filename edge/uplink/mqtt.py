@@ -200,7 +200,6 @@ class Uplink:
         self._wakeup = asyncio.Event()
         self._stopped = asyncio.Event()
         self._running = True
-        self._stop_requested = False
         delay = self.config.reconnect_min_s
         client: mqtt.Client | None = None
         try:
@@ -233,6 +232,7 @@ class Uplink:
                 await asyncio.shield(self._teardown(client))
             self._state = "stopped"
             self._running = False
+            self._stop_requested = False  # a stop() before run() started ends that run at once, not a later one
             self._stopped.set()
 
     async def stop(self) -> None:

@@ -408,3 +408,13 @@ async def test_refused_connection_backs_off_and_keeps_rows(tmp_path: Path, site_
         box.close()
         broker.kill()
         broker.wait()
+
+
+async def test_stop_before_run_started(tmp_path: Path, site_id: str, kit: Any) -> None:
+    box = Outbox(OutboxConfig(path=tmp_path / "o.db"), kit.GW)
+    uplink = make_uplink(box, "mqtt://127.0.0.1:1", site_id, kit)
+    task = asyncio.create_task(uplink.run())
+    await uplink.stop()  # the task has not run yet: it must still end
+    await asyncio.wait_for(task, 10)
+    assert uplink.state == "stopped"
+    box.close()
