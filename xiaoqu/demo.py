@@ -1,0 +1,351 @@
+"""``xiaoqu demo`` — the whole loop on one machine, from the real commands.
+
+broker + database (the configured ones, or embedded defaults) → ``xiaoqu cloud migrate`` →
+``xiaoqu cloud ingest`` + ``xiaoqu cloud serve`` → ``xiaoqu sim run`` (a simulated compound playing a
+scenario) → one ``xiaoqu edge run`` per gateway of the layout → the property manager's live view: alarm,
+incident and command changes from the backend's WebSocket, then a summary.
+
+Each part runs as its own process, exactly as an operator would run it; their logs are in the work
+folder. The scenario is shifted by a start-up delay so the gateways are connected before it begins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import Field
+from rich.console import Console
+from rich.table import Table
+from ruamel.yaml import YAML
+
+from contract.base import StrictModel
+from xiaoqu import embedded
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class DemoConfig(StrictModel):
+    mqtt_url: str | None = Field(default=None, description="broker to use; none = start an embedded Mosquitto")
+    database_dsn: str | None = Field(default=None, description="PostgreSQL server; none = start an embedded one")
+    layout: Path = REPO / "simulators" / "layouts" / "demo.yaml"
+    scenario: Path | None = REPO / "simulators" / "scenarios" / "fire_drill.yaml"
+    speed: float = Field(default=1.0, gt=0)
+    seed: int = 1
+    cameras: bool = Field(default=False, description="run the camera sources and on-gateway video analytics")
+    startup_delay_s: float = Field(default=20.0, ge=0, description="scenario starts this long after the devices")
+    api_port: int = Field(default=0, ge=0, le=65535, description="0 = a free port")
+    linger_s: float = Field(default=10.0, ge=0, description="keep watching this long after the scenario ends")
+    keep_running: bool = Field(default=False, description="after the summary, keep everything up until Ctrl-C")
+    workdir: Path | None = None
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class Run:
+    config: DemoConfig
+    work: Path
+    console: Console
+    children: list[Child] = field(default_factory=list)
+
+    def xiaoqu(self, name: str, *args: str, wait: bool = False, timeout: float = 120) -> Child | None:
+        """Run ``xiaoqu ARGS`` as a child process with its output in ``<work>/logs/<name>.log``."""
+        logs = self.work / "logs"
+        logs.mkdir(exist_ok=True)
+        log_path = logs / f"{name}.log"
+        cmd = [sys.executable, "-m", "xiaoqu", *args]
+        with log_path.open("ab") as log:
+            if wait:
+                done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.work, timeout=timeout,
+                                      check=False)
+                if done.returncode != 0:
+                    tail = log_path.read_text(errors="replace")[-2000:]
+                    raise DemoError(f"`xiaoqu {' '.join(args)}` failed (exit {done.returncode}); {log_path}:\n{tail}")
+                return None
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.work,
+                                    start_new_session=True)
+        child = Child(name, proc, log_path)
+        self.children.append(child)
+        return child
+
+    def check_children(self) -> None:
+        for c in self.children:
+            code = c.proc.poll()
+            if code is not None and c.name != "sim":
+                tail = c.log.read_text(errors="replace")[-2000:]
+                raise DemoError(f"{c.name} exited with code {code}; see {c.log}:\n{tail}")
+
+    def stop_all(self) -> None:
+        for c in reversed(self.children):
+            if c.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(c.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for c in reversed(self.children):
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                c.proc.wait(remaining)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(c.proc.pid, signal.SIGKILL)
+                c.proc.wait(5)
+
+
+class DemoError(RuntimeError):
+    """The demo could not go on; the message says which part failed and where its log is."""
+
+
+def _yaml_dump(data: Any, path: Path) -> None:
+    yaml = YAML()
+    yaml.default_flow_style = False
+    with path.open("w", encoding="utf-8") as fh:
+        yaml.dump(data, fh)
+
+
+def shifted_scenario(source: Path, delay_s: float, out: Path) -> Path:
+    """A copy of a scenario with every step (and its duration) ``delay_s`` later."""
+    data = YAML(typ="safe").load(source.read_text(encoding="utf-8"))
+    for step in data.get("steps", []):
+        step["at"] = float(step["at"]) + delay_s
+    if "duration" in data:
+        data["duration"] = float(data["duration"]) + delay_s
+    data.setdefault("steps", []).insert(0, {"at": 0, "action": "mark", "message": "devices up; gateways starting"})
+    _yaml_dump(data, out)
+    return out
+
+
+def _wait(predicate: Any, timeout: float, what: str, run: Run) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        run.check_children()
+        time.sleep(0.2)
+    raise DemoError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+@contextlib.contextmanager
+def _services(config: DemoConfig, work: Path, console: Console) -> Iterator[tuple[str, str]]:
+    with contextlib.ExitStack() as stack:
+        if config.mqtt_url:
+            mqtt_url = config.mqtt_url
+        else:
+            mqtt_url = stack.enter_context(embedded.mosquitto(work))
+            console.print(f"embedded Mosquitto: {mqtt_url}")
+        if config.database_dsn:
+            dsn = config.database_dsn
+        else:
+            dsn = stack.enter_context(embedded.postgres(work))
+            console.print(f"embedded PostgreSQL: {dsn}")
+        yield mqtt_url, dsn
+
+
+def _free_port() -> int:
+    return embedded.free_port()
+
+
+def _cloud_config(run: Run, mqtt_url: str, dsn: str, api_port: int) -> Path:
+    broker = urlparse(mqtt_url)
+    data = {
+        "database": {"dsn": dsn},
+        "ingest": {"mqtt": {"host": broker.hostname or "127.0.0.1", "port": broker.port or 1883},
+                   "client_id": f"xq-demo-ingest-{secrets.token_hex(3)}"},
+        "api": {"host": "127.0.0.1", "port": api_port, "jwt_secret": secrets.token_hex(32),
+                "evidence_dir": str(run.work / "evidence"), "gateway_upload_token": secrets.token_hex(16)},
+    }
+    path = run.work / "cloud.yaml"
+    _yaml_dump(data, path)
+    return path
+
+
+def _gateways(layout: Path) -> list[str]:
+    from device_profiles import load_catalog
+    from simulators.layout import load_layout
+
+    return list(load_layout(layout, load_catalog()).gateways)
+
+
+async def _watch(run: Run, api: str, username: str, password: str, until: Any) -> dict[str, Any]:
+    """Print alarm / incident / command changes from the WebSocket as they happen; return what was seen."""
+    import httpx
+    import websockets
+
+    seen: dict[str, Any] = {"alarm": {}, "incident": {}, "command": {}, "first_push_s": {}}
+    async with httpx.AsyncClient(base_url=api, timeout=10) as http:
+        token = (await http.post("/api/auth/token", data={"username": username, "password": password})).json()
+        ws_url = api.replace("http://", "ws://") + f"/api/ws?token={token['access_token']}"
+        async with websockets.connect(ws_url) as ws:
+            while not until():
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
+                except TimeoutError:
+                    run.check_children()
+                    continue
+                change = json.loads(raw)
+                kind = change.get("kind", "?")
+                data = change.get("data") or {}
+                now = datetime.now(UTC)
+                if kind == "alarm":
+                    seen["alarm"][change.get("id")] = data
+                    first = data.get("first_ts")
+                    lag = ""
+                    if first and change.get("op") == "raised":
+                        delay = (now - datetime.fromisoformat(first)).total_seconds()
+                        lag = f" (observed → on screen {delay:.2f} s)"
+                        seen["first_push_s"].setdefault(data.get("type"), delay)
+                    style = "bold red" if data.get("severity") == "critical" else "yellow"
+                    run.console.print(
+                        f"[{style}]ALARM {change.get('op')}[/{style}] {data.get('severity')} {data.get('type')} "
+                        f"{data.get('device_id')} {data.get('building') or ''} F{data.get('floor') or '-'}{lag}"
+                    )
+                elif kind == "incident":
+                    seen["incident"][change.get("id")] = data
+                    run.console.print(f"[bold magenta]INCIDENT {change.get('op')}[/bold magenta] "
+                                      f"{data.get('type', '')} {data.get('building', '')} {data.get('title', '')}")
+                elif kind == "command":
+                    seen["command"][change.get("id")] = data
+                    run.console.print(f"[cyan]COMMAND {data.get('status', change.get('op'))}[/cyan] "
+                                      f"{data.get('command')} → {data.get('device_id')} {data.get('reason') or ''}")
+                else:
+                    run.console.print(f"{kind} {change.get('op', '')}")
+        alarms = (await http.get("/api/alarms", params={"active": "", "limit": 1000},
+                                 headers={"Authorization": f"Bearer {token['access_token']}"})).json()
+        seen["alarms_final"] = alarms if isinstance(alarms, list) else []
+    return seen
+
+
+def _summary(console: Console, seen: dict[str, Any]) -> None:
+    table = Table("alarm", "severity", "device", "building", "floor", "active", title="alarms in the backend")
+    for a in seen.get("alarms_final", []):
+        table.add_row(str(a.get("type")), str(a.get("severity")), str(a.get("device_id")), str(a.get("building")),
+                      str(a.get("floor")), str(a.get("active")))
+    console.print(table)
+    commands = Table("command", "device", "status", "reason", title="linkage commands")
+    for c in seen["command"].values():
+        commands.add_row(
+            str(c.get("command")), str(c.get("device_id")), str(c.get("status")), str(c.get("reason") or "")
+        )
+    console.print(commands)
+    for kind, delay in sorted(seen["first_push_s"].items()):
+        console.print(f"first {kind}: observed at the device → pushed to the dashboard in {delay:.2f} s")
+
+
+def run_demo(config: DemoConfig, console: Console) -> int:
+    """Run the loop; return a process exit code."""
+    work_ctx = contextlib.nullcontext(config.workdir) if config.workdir else embedded.workdir()
+    with work_ctx as work_path:
+        assert work_path is not None
+        work = Path(work_path)
+        work.mkdir(parents=True, exist_ok=True)
+        console.print(f"work folder (configs and logs): {work}")
+        with _services(config, work, console) as (mqtt_url, dsn):
+            run = Run(config, work, console)
+            try:
+                return _run(run, mqtt_url, dsn)
+            except DemoError as exc:
+                console.print(f"[red]demo stopped:[/red] {exc}")
+                return 1
+            finally:
+                run.stop_all()
+
+
+def _run(run: Run, mqtt_url: str, dsn: str) -> int:
+    config, console = run.config, run.console
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'xiaoqu_demo'").fetchone()
+        if not exists:
+            conn.execute("CREATE DATABASE xiaoqu_demo")
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = "xiaoqu_demo"
+    demo_dsn = make_conninfo(**params)  # type: ignore[arg-type]
+    api_port = config.api_port or _free_port()
+    cloud_cfg = _cloud_config(run, mqtt_url, demo_dsn, api_port)
+    console.print("migrating the database …")
+    run.xiaoqu("migrate", "cloud", "migrate", "-c", str(cloud_cfg), wait=True)
+    password = secrets.token_urlsafe(12)
+    run.xiaoqu("user", "user", "add", "manager", "--role", "property_manager", "--password", password,
+               "--dsn", demo_dsn, wait=True)
+    run.xiaoqu("ingest", "cloud", "ingest", "-c", str(cloud_cfg))
+    run.xiaoqu("serve", "cloud", "serve", "-c", str(cloud_cfg))
+    api = f"http://127.0.0.1:{api_port}"
+
+    def api_up() -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"{api}/api/docs", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    _wait(api_up, 60, "the API", run)
+    console.print(f"backend up: {api}/api/docs — log in as [bold]manager[/bold] / [bold]{password}[/bold]")
+
+    ports = run.work / "ports.json"
+    report = run.work / "sim-report.json"
+    sim_args = ["sim", "run", "--layout", str(config.layout), "--mqtt", mqtt_url, "--seed", str(config.seed),
+                "--speed", str(config.speed), "--ports-file", str(ports), "--report", str(report)]
+    if not config.cameras:
+        sim_args.append("--no-cameras")
+    if config.scenario is not None:
+        scen = shifted_scenario(config.scenario, config.startup_delay_s * config.speed, run.work / "scenario.yaml")
+        sim_args += ["--scenario", str(scen)]
+    sim = run.xiaoqu("sim", *sim_args)
+    assert sim is not None
+    _wait(ports.exists, 120, "the simulated compound to start", run)
+    gateways = _gateways(config.layout)
+    for gw in gateways:
+        gw_cfg = run.work / f"gateway-{gw}.yaml"
+        run.xiaoqu(f"gwconf-{gw}", "sim", "gateway-config", "--layout", str(config.layout), "--gateway", gw,
+                   "--ports-file", str(ports), "--out", str(gw_cfg), wait=True)
+        run.xiaoqu(f"edge-{gw}", "edge", "run", "--config", str(gw_cfg))
+    console.print(f"{len(gateways)} gateway(s) started; scenario {config.scenario.name if config.scenario else '-'} "
+                  f"begins in {config.startup_delay_s:g} s")
+
+    linger_until: list[float] = []
+
+    def finished() -> bool:
+        if sim.proc.poll() is None:
+            return False
+        if not linger_until:
+            linger_until.append(time.monotonic() + config.linger_s)
+            console.print("scenario over; watching a little longer …")
+        return time.monotonic() > linger_until[0]
+
+    seen = asyncio.run(_watch(run, api, "manager", password, finished))
+    _summary(console, seen)
+    if report.exists():
+        console.print(f"simulator report (what was injected and when): {report}")
+    if config.keep_running:
+        console.print(f"everything is still running: {api}/api/docs (manager / {password}); Ctrl-C to stop")
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                run.check_children()
+                time.sleep(1)
+    fire_seen = any(a.get("type") in ("fire.alarm", "smoke.alarm") for a in seen.get("alarms_final", []))
+    return 0 if (config.scenario is None or fire_seen or "fire" not in config.scenario.name) else 1
