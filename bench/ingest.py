@@ -14,6 +14,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -72,7 +73,7 @@ def births(run: str) -> list[tuple[str, bytes]]:
     return out
 
 
-def publish(port: int, messages: list[tuple[str, bytes]], started, retain: bool = False) -> None:
+def publish(port: int, messages: list[tuple[str, bytes]], started: Any, retain: bool = False) -> None:
     from paho.mqtt.client import Client
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
@@ -149,7 +150,7 @@ def run_ingest(dsn: str, port: int, workers: int, messages_n: int, ppm: int) -> 
             p.join(20)
 
 
-def _measure(dsn, port, run, ctx, started, messages_n, ppm) -> float:
+def _measure(dsn: str, port: int, run: str, ctx: Any, started: Any, messages_n: int, ppm: int) -> float:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE telemetry, ingested_messages, telemetry_dirty")
         # births (retained) register the devices and tell us the workers are subscribed
