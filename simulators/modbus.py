@@ -53,6 +53,20 @@ class UnknownPoint(KeyError):
         return f"device {self.device_id!r} has no point {self.name!r}"
 
 
+_COMPILED: dict[int, tuple[Profile, CompiledProfile]] = {}
+
+
+def compiled(profile: Profile | CompiledProfile) -> CompiledProfile:
+    """One :class:`CompiledProfile` per profile object, shared by every device of that profile."""
+    if isinstance(profile, CompiledProfile):
+        return profile
+    hit = _COMPILED.get(id(profile))
+    if hit is None or hit[0] is not profile:
+        hit = (profile, CompiledProfile(profile))
+        _COMPILED[id(profile)] = hit
+    return hit[1]
+
+
 def _width(point: ConcretePoint) -> int:
     assert point.register is not None
     return 16 * REGISTER_COUNT[point.register.type]
@@ -64,7 +78,7 @@ class ModbusDevice:
     def __init__(self, device_id: str, profile: Profile | CompiledProfile, *, unit: int = 1,
                  clock: SimClock | None = None, params: dict[str, Scalar] | None = None) -> None:
         self.id = device_id
-        self.compiled = profile if isinstance(profile, CompiledProfile) else CompiledProfile(profile)
+        self.compiled = compiled(profile)
         self.profile = self.compiled.profile
         self.unit = unit
         self.clock = clock or SimClock()
@@ -371,7 +385,10 @@ class FirePanelBehaviour(Behaviour):
         self.self_tests = 0
 
     def _zone_names(self, suffix: str) -> list[str]:
-        return [p.name for p in self.device.compiled.points if p.n is not None and p.name.endswith(suffix)]
+        cache: dict[str, list[str]] = self.__dict__.setdefault("_names", {})
+        if suffix not in cache:
+            cache[suffix] = [p.name for p in self.device.compiled.points if p.n is not None and p.name.endswith(suffix)]
+        return cache[suffix]
 
     def recompute(self) -> None:
         d = self.device
