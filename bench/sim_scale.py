@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -111,11 +111,12 @@ async def baseline(workers: int, seconds: float) -> dict[str, float]:
     device = SimDevice(1, simdata=[SimData(0, count=16, values=0, datatype=DataType.REGISTERS)])
     server = ModbusTcpServer(device, address=("127.0.0.1", 0))
     await server.serve_forever(background=True)
-    port = int(server.transport.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    listener: Any = server.transport
+    port = int(listener.sockets[0].getsockname()[1])
     try:
         return await load([(port, 1)] * workers, workers, seconds)
     finally:
-        await server.shutdown()
+        await cast(Any, server).shutdown()
 
 
 async def simulated(n: int, mode: str, workers: int, seconds: float) -> dict[str, float]:
