@@ -101,7 +101,7 @@ def run(
 
     try:
         asyncio.run(main())
-    except ValueError as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # a scenario that does not fit, a port in use, no mosquitto
         _fail(str(exc))
 
 

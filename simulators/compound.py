@@ -240,18 +240,20 @@ class SimulatedCompound:
             await asyncio.to_thread(self.broker.cleanup)
         self._started = False
 
+    def background_tick(self) -> None:
+        """One round of background traffic: each device draws from the one seeded generator, in a fixed order
+        (device ids sorted), so the sequence of values is the same for the same seed."""
+        for _, dev in sorted(self.modbus.items()):
+            if not dev.silent:
+                dev.behaviour.tick(self.rng)
+        for _, sd in sorted(self.firmware.devices.items()):
+            if sd.kind == "smoke_detector":
+                sd.set_battery(max(0.0, sd.battery() - self.rng.uniform(0.0, 0.02)))
+
     async def _background(self) -> None:
-        """Deterministic background traffic: every ``background_s`` scenario seconds each device draws from the
-        one seeded generator in a fixed order (device ids sorted)."""
-        modbus = sorted(self.modbus.items())
-        smoke = sorted((i, d) for i, d in self.firmware.devices.items() if d.kind == "smoke_detector")
         while True:
             await self.clock.sleep(self.background_s)
-            for _, dev in modbus:
-                if not dev.silent:
-                    dev.behaviour.tick(self.rng)
-            for _, sd in smoke:
-                sd.set_battery(max(0.0, sd.battery() - self.rng.uniform(0.0, 0.02)))
+            self.background_tick()
 
     # ------------------------------------------------------------------ access
     def device(self, device_id: str) -> ModbusDevice:
