@@ -66,7 +66,7 @@ def demo(
     except ValidationError as exc:
         typer.echo(f"{config or 'demo options'}: {exc}", err=True)
         raise typer.Exit(2) from None
-    raise typer.Exit(run_demo(cfg, Console()))
+    raise typer.Exit(run_demo(cfg, Console()).code)
 
 
 def main() -> None:

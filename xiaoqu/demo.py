@@ -54,6 +54,14 @@ class DemoConfig(StrictModel):
     linger_s: float = Field(default=10.0, ge=0, description="keep watching this long after the scenario ends")
     keep_running: bool = Field(default=False, description="after the summary, keep everything up until Ctrl-C")
     workdir: Path | None = None
+    database_name: str = Field(default="xiaoqu_demo", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass
+class DemoResult:
+    code: int
+    seen: dict[str, Any] = field(default_factory=dict)
+    work: Path | None = None
 
 
 @dataclass
@@ -257,8 +265,8 @@ def _summary(console: Console, seen: dict[str, Any]) -> None:
         console.print(f"first {kind}: observed at the device → pushed to the dashboard in {delay:.2f} s")
 
 
-def run_demo(config: DemoConfig, console: Console) -> int:
-    """Run the loop; return a process exit code."""
+def run_demo(config: DemoConfig, console: Console) -> DemoResult:
+    """Run the loop; return the exit code and what the property manager's view saw."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     work_ctx = contextlib.nullcontext(config.workdir) if config.workdir else embedded.workdir()
     with work_ctx as work_path:
@@ -272,23 +280,24 @@ def run_demo(config: DemoConfig, console: Console) -> int:
                 return _run(run, mqtt_url, dsn)
             except DemoError as exc:
                 console.print(f"[red]demo stopped:[/red] {exc}")
-                return 1
+                return DemoResult(1, work=work)
             finally:
                 run.stop_all()
 
 
-def _run(run: Run, mqtt_url: str, dsn: str) -> int:
+def _run(run: Run, mqtt_url: str, dsn: str) -> DemoResult:
     config, console = run.config, run.console
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'xiaoqu_demo'").fetchone()
+        name = config.database_name
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
-            conn.execute("CREATE DATABASE xiaoqu_demo")
+            conn.execute(f'CREATE DATABASE "{name}"')
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     params = conninfo_to_dict(dsn)
-    params["dbname"] = "xiaoqu_demo"
+    params["dbname"] = config.database_name
     demo_dsn = make_conninfo(**params)  # type: ignore[arg-type]
     api_port = config.api_port or _free_port()
     cloud_cfg = _cloud_config(run, mqtt_url, demo_dsn, api_port)
@@ -357,5 +366,5 @@ def _run(run: Run, mqtt_url: str, dsn: str) -> int:
         fire_seen = any(a.get("type") in ("fire.alarm", "smoke.alarm") for a in seen.get("alarms_final", []))
         if not fire_seen:
             console.print("[red]the fire drill raised no fire alarm in the backend[/red]")
-            return 1
-    return 0
+            return DemoResult(1, seen, run.work)
+    return DemoResult(0, seen, run.work)
