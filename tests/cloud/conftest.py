@@ -1,4 +1,4 @@
-"""Fixtures for decision-engine tests: a migrated, seeded database, a pool, a fake clock, the rules."""
+"""Fixtures shared by the backend tests: a migrated, seeded database, a pool, a fake clock, the rules."""
 
 from __future__ import annotations
 
