@@ -104,6 +104,11 @@ def _locate(data: Any, loc: Sequence[int | str]) -> tuple[int | None, list[str |
     return line, path
 
 
+def line_of(data: Any, *path: str | int) -> int | None:
+    """The 1-based line of the deepest node along ``path`` in a round-trip-loaded YAML document."""
+    return _locate(data, path)[0]
+
+
 def format_path(path: Sequence[str | int]) -> str:
     out = ""
     for item in path:

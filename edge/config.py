@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap
 
 from contract.base import StrictModel
 from contract.messages import Identifier, Location, Name, Scalar
 from device_profiles import Catalog, Issue, ProfileError, load_catalog
-from device_profiles.loader import read_yaml, validation_issues
+from device_profiles.loader import line_of, read_yaml, validation_issues
 from edge.uplink import OutboxConfig, UplinkConfig
 
 ProfileRef = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -160,19 +160,7 @@ class GatewayConfig(StrictModel):
         return next((d for d in self.devices if d.id == device_id), None)
 
 
-def _line(data: Any, *path: str | int) -> int | None:
-    line: int | None = None
-    cur = data
-    for item in path:
-        if isinstance(cur, CommentedMap) and item in cur:
-            line = cur.lc.key(item)[0] + 1
-            cur = cur[item]
-        elif isinstance(cur, CommentedSeq) and isinstance(item, int) and 0 <= item < len(cur):
-            line = cur.lc.item(item)[0] + 1
-            cur = cur[item]
-        else:
-            break
-    return line
+_line = line_of
 
 
 def check_against_catalog(config: GatewayConfig, catalog: Catalog, data: Any = None, file: str = "") -> list[Issue]:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, ValidationError, model_validator
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap
 
 from contract.base import StrictModel
 from contract.messages import Scalar
-from device_profiles.loader import Catalog, Issue, ProfileError, read_yaml, validation_issues
+from device_profiles.loader import Catalog, Issue, ProfileError, line_of, read_yaml, validation_issues
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # a template: an id that may contain {floor} / {building} before expansion
@@ -202,18 +202,7 @@ def _fill(value: ParamValue, building: Building | None, floor: int | None) -> Pa
 
 
 def _locate(data: Any, loc: list[str | int]) -> int | None:
-    line: int | None = data.lc.line + 1 if isinstance(data, CommentedMap | CommentedSeq) else None
-    cur = data
-    for item in loc:
-        if isinstance(cur, CommentedMap) and item in cur:
-            line = cur.lc.key(item)[0] + 1
-            cur = cur[item]
-        elif isinstance(cur, CommentedSeq) and isinstance(item, int) and 0 <= item < len(cur):
-            line = cur.lc.item(item)[0] + 1
-            cur = cur[item]
-        else:
-            break
-    return line
+    return line_of(data, *loc)
 
 
 def _path(loc: list[str | int]) -> str:
