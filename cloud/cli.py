@@ -6,13 +6,13 @@ each command validates only the sections it uses. Command-line options override 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 
+from cloud.config_file import load_file
 from cloud.db import DatabaseConfig
 from cloud.ingest.config import IngestConfig, MqttConfig
 from cloud.serve_cli import serve_command
@@ -22,24 +22,6 @@ app = typer.Typer(no_args_is_help=True, help="Backend: migrate, ingest, serve.")
 M = TypeVar("M", bound=BaseModel)
 
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML or JSON config file with sections per part.")
-
-
-def load_file(path: Path | None) -> dict[str, Any]:
-    """The raw config file as a dict ({} without a file)."""
-    if path is None:
-        return {}
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        data = json.loads(text)
-    else:
-        from ruamel.yaml import YAML
-
-        data = YAML(typ="safe").load(text)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise typer.BadParameter(f"{path}: the top level must be a mapping of sections")
-    return data
 
 
 def section(data: dict[str, Any], name: str, model: type[M], overrides: dict[str, Any], path: Path | None) -> M:

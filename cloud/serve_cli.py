@@ -8,35 +8,19 @@ gateway_upload_token) and ``decision`` (rules, notifications, timer_interval_s).
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 from pydantic import ValidationError
 
+from cloud.config_file import load_file
+
 app = typer.Typer(no_args_is_help=True)
 user_app = typer.Typer(no_args_is_help=True, help="Manage backend users.")
 
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML or JSON config file with sections per part.")
 MQTT_KEYS = ("host", "port", "username", "password")
-
-
-def _load(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        data = json.loads(text)
-    else:
-        from ruamel.yaml import YAML
-
-        data = YAML(typ="safe").load(text)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise typer.BadParameter(f"{path}: the top level must be a mapping of sections")
-    return data
 
 
 def build_serve_config(
@@ -78,7 +62,7 @@ def serve_command(
     from cloud.alarms.rules import RulesError, load_rules
     from cloud.serve import serve
 
-    cfg = build_serve_config(_load(config), dsn=dsn, host=host, port=port, rules=rules, path=config)
+    cfg = build_serve_config(load_file(config), dsn=dsn, host=host, port=port, rules=rules, path=config)
     try:
         load_rules(cfg.rules)
     except RulesError as exc:
@@ -107,7 +91,7 @@ def user_add(
     from cloud.auth.store import UserExists, add_user, audit
     from cloud.db import DatabaseConfig
 
-    data = _load(config)
+    data = load_file(config)
     database = dict(data.get("database") or {})
     if dsn:
         database["dsn"] = dsn
