@@ -155,3 +155,35 @@ def elevator_server_sync():
     asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     t.join(5)
+
+
+async def test_probe_reads_a_simulated_fire_panel_and_elevator() -> None:
+    """The simulators generate their register maps from the same profiles; the probe reads them back."""
+    from simulators.modbus import ModbusDeviceServer
+
+    catalog = load_catalog()
+    async with ModbusDeviceServer(catalog.get("gst-fp200"), unit=2) as panel:
+        panel.set("zone12.fire", True)
+        panel.set("panel.main_power_fault", True)
+        panel.set("panel.backup_voltage", 26.4)
+        host, port, unit = panel.endpoint
+        report = await probe_modbus(catalog.get("gst-fp200"), host, port, unit)
+    assert report.ok, [f"{r.name}: {r.error}" for r in report.failed]
+    got = {r.name: r.value for r in report.results}
+    assert got["zone12.fire"] is True
+    assert got["zone11.fire"] is False
+    assert got["panel.main_power_fault"] is True
+    assert got["panel.backup_voltage"] == pytest.approx(26.4)
+    assert report.requests == 2  # system words + the zone table: two contiguous blocks
+
+    async with ModbusDeviceServer(catalog.get("acme-em200"), unit=1) as lift:
+        lift.set("car.floor", -2)
+        lift.set("fault.trapped_between_floors", True)
+        lift.set("car.speed", 0.0)
+        host, port, unit = lift.endpoint
+        report = await probe_modbus(catalog.get("acme-em200"), host, port, unit)
+    assert report.ok, [f"{r.name}: {r.error}" for r in report.failed]
+    got = {r.name: r.value for r in report.results}
+    assert got["car.floor"] == -2
+    assert got["fault.trapped_between_floors"] is True
+    assert got["fault.overspeed"] is False
