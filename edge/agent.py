@@ -15,8 +15,9 @@ import logging
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
-from contract.messages import DeviceInfo, GatewayState
+from contract.messages import DeviceInfo, EvidenceRef, GatewayState
 from device_profiles import Catalog, CompiledProfile
 from device_profiles.read_plan import plan_reads
 from edge.bridge import BridgedDevice, MqttBridge
@@ -75,6 +76,8 @@ class GatewayAgent:
         self.commands = CommandService(self.executor, self.emitter, self.store, self.clock)
         self.linkage = LinkageEngine(config.linkage, self._linkage_devices(), self.executor, self.emitter, self.clock)
         self.linkage.attach()
+        self.evidence: Any = None  # edge.evidence.EvidenceUploader when the config has an evidence section
+        self._build_evidence()
         self.uplink: Any = None
         if with_uplink:
             from edge.uplink import Outbox, Uplink
@@ -156,6 +159,32 @@ class GatewayAgent:
         snapshots = self.config.snapshot_dir or Path(self.config.outbox.path).parent / "snapshots"
         self.cameras.append(VideoAnalytics(device_id, spec, self._on_video_event, snapshots / device_id))
 
+    def _build_evidence(self) -> None:
+        ev = self.config.evidence
+        if ev is None:
+            if self.cameras:
+                logger.info("no evidence section: snapshots stay on the gateway, evidence uploads are off")
+            return
+        from edge.evidence import EvidenceQueue, EvidenceUploader
+
+        spool = ev.spool_dir or Path(self.config.outbox.path).parent / "evidence"
+        queue = EvidenceQueue(spool, budget_bytes=ev.budget_bytes, cap_bytes=ev.cap_bytes)
+        self.evidence = EvidenceUploader(ev, queue)
+
+    def _queue_evidence(self, path: Path, device: str, event: str, protected: bool) -> list[EvidenceRef]:
+        """Queue a snapshot for upload; the returned reference goes in the Event (none when uploads are off)."""
+        if self.evidence is None:
+            return []
+        ref = f"{self.config.gateway_id}-{uuid4().hex}{path.suffix.lower()}"
+        try:
+            evidence_ref: EvidenceRef = self.evidence.queue.add(path, ref=ref, device=device, event=event,
+                                                                protected=protected)
+        except (OSError, ValueError) as exc:
+            logger.error("evidence for %s %s: cannot queue %s: %s", device, event, path, exc)
+            return []
+        self.evidence.wake()
+        return [evidence_ref]
+
     def _linkage_devices(self) -> list[LinkageDevice]:
         return [
             LinkageDevice(d.id, self.catalog.get(d.profile).device_type, d.location.building, d.watches)
@@ -186,13 +215,18 @@ class GatewayAgent:
                 rules.set_status(ev.kind == "camera.online", f"camera {ev.kind.split('.')[1]}")
             return
         detail: dict[str, bool | int | float | str] = {"rule": ev.rule, **ev.detail}
+        event_type = VIDEO_CLEAR_OF.get(ev.kind, ev.kind)
+        evidence: list[EvidenceRef] = []
+        if not ev.active and self.evidence is not None:
+            self.evidence.queue.release(ev.camera_id, event_type)
         if ev.snapshot_path is not None:
             detail["snapshot"] = Path(ev.snapshot_path).name
+            evidence = self._queue_evidence(Path(ev.snapshot_path), ev.camera_id, event_type,
+                                            protected=ev.active and ev.severity == "critical")
         if ev.linkage:
             detail["linkage"] = ",".join(ev.linkage)
-        event_type = VIDEO_CLEAR_OF.get(ev.kind, ev.kind)
         self.emitter.event(ev.camera_id, event_type, severity=ev.severity, active=ev.active, ts=ev.observed_at,
-                           detail=detail)
+                           detail=detail, evidence=evidence)
 
     # --- running -------------------------------------------------------------------------------------------
     async def _ticker(self) -> None:
@@ -227,6 +261,8 @@ class GatewayAgent:
         coros += [b.run() for b in self.bridges]
         coros += [c.run() for c in self.cameras]
         coros += [self.batcher.run(), self._ticker()]
+        if self.evidence is not None:
+            coros.append(self.evidence.run())
         tasks = [asyncio.create_task(c) for c in coros]
         uplink_task = asyncio.create_task(self.uplink.run()) if self.uplink is not None else None
         logger.info("gateway %s (site %s): %d devices, %d pollers, %d bridges, %d cameras", self.config.gateway_id,
@@ -253,6 +289,8 @@ class GatewayAgent:
                 await asyncio.gather(uplink_task, return_exceptions=True)
             self.metrics.close()
             self.store.close()
+            if self.evidence is not None:
+                self.evidence.queue.close()
             if self._own_outbox:
                 close = getattr(self.outbox, "close", None)
                 if close is not None:

@@ -18,6 +18,7 @@ from contract.base import StrictModel
 from contract.messages import Identifier, Location, Name, Scalar
 from device_profiles import Catalog, Issue, ProfileError, load_catalog
 from device_profiles.loader import line_of, read_yaml, validation_issues
+from edge.evidence.config import EvidenceConfig
 from edge.uplink import OutboxConfig, UplinkConfig
 
 ProfileRef = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
@@ -142,6 +143,9 @@ class GatewayConfig(StrictModel):
     health_interval_s: float = Field(default=30.0, gt=0)
     command_timeout_s: float | None = Field(default=None, gt=0, description="override every profile's timeout_s")
     snapshot_dir: Path | None = Field(default=None, description="camera evidence; default: next to the outbox")
+    evidence: EvidenceConfig | None = Field(
+        default=None, description="upload camera evidence to the backend over HTTP; absent = keep it on the gateway"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:
@@ -210,6 +214,8 @@ def load_config(path: Path, catalog: Catalog | None = None) -> tuple[GatewayConf
         update["profiles_dir"] = [_resolve(base, p) for p in config.profiles_dir]
     if config.snapshot_dir is not None:
         update["snapshot_dir"] = _resolve(base, config.snapshot_dir)
+    if config.evidence is not None and config.evidence.spool_dir is not None:
+        update["evidence"] = config.evidence.model_copy(update={"spool_dir": _resolve(base, config.evidence.spool_dir)})
     config = config.model_copy(update=update)
     if catalog is None:
         catalog = load_catalog(config.profiles_dir)

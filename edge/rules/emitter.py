@@ -7,7 +7,7 @@ messages and never blocks: ``Outbox.put`` is synchronous and durable when it ret
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -17,6 +17,7 @@ from contract.messages import (
     CommandAck,
     CommandStatus,
     Event,
+    EvidenceRef,
     GatewayHealth,
     HealthReport,
     Message,
@@ -90,10 +91,12 @@ class Emitter:
         ts: datetime,
         life_safety: bool = False,
         detail: Mapping[str, Scalar] | None = None,
+        evidence: Sequence[EvidenceRef] = (),
     ) -> Event:
         msg = Event(
             gw=self.gateway_id, seq=self.outbox.next_seq(), ts=ts, device=device, event=event,
             severity=severity, active=active, life_safety=life_safety, detail=dict(detail or {}),
+            evidence=list(evidence),
         )
         self._put(msg)
         self.events_total[severity] = self.events_total.get(severity, 0) + 1
