@@ -40,6 +40,10 @@ VIDEO_CLEAR_OF = {
     "intrusion.cleared": "intrusion.detected",
 }
 
+# Video alarms about fire safety: while active, their not-yet-uploaded snapshots are kept over other evidence
+# (as are those of any critical event); see docs/edge.md, "Evidence".
+VIDEO_EVIDENCE_PROTECTED = frozenset({"fire_lane.blocked", "elevator.ebike_detected"})
+
 
 class GatewayAgent:
     def __init__(
@@ -221,8 +225,8 @@ class GatewayAgent:
             self.evidence.queue.release(ev.camera_id, event_type)
         if ev.snapshot_path is not None:
             detail["snapshot"] = Path(ev.snapshot_path).name
-            evidence = self._queue_evidence(Path(ev.snapshot_path), ev.camera_id, event_type,
-                                            protected=ev.active and ev.severity == "critical")
+            protected = ev.active and (ev.severity == "critical" or event_type in VIDEO_EVIDENCE_PROTECTED)
+            evidence = self._queue_evidence(Path(ev.snapshot_path), ev.camera_id, event_type, protected)
         if ev.linkage:
             detail["linkage"] = ",".join(ev.linkage)
         self.emitter.event(ev.camera_id, event_type, severity=ev.severity, active=ev.active, ts=ev.observed_at,

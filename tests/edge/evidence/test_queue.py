@@ -185,3 +185,32 @@ async def test_uploader_task_uploads_what_is_queued_while_it_runs(tmp_path: Path
     await asyncio.gather(task, return_exceptions=True)
     assert got == ["/api/evidence/a.jpg"] and q.state("a.jpg") == "uploaded"
     q.close()
+
+
+def test_without_an_evidence_section_events_carry_no_reference(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from edge_agent_helpers import FakeClock, FakeOutbox
+
+    from contract.messages import Event
+    from device_profiles import load_catalog
+    from edge.agent import GatewayAgent
+    from edge.config import GatewayConfig
+    from edge.video import VideoEvent
+
+    loc = {"site": "s1", "building": "B1", "area": "lane"}
+    config = GatewayConfig.model_validate({
+        "gateway_id": "gw1", "site": "s1", "outbox": {"path": str(tmp_path / "outbox.sqlite3")}, "metrics_port": None,
+        "devices": [{"id": "cam1", "profile": "generic-ipc-analytics", "location": loc,
+                     "connection": {"kind": "camera"}}],
+    })
+    outbox = FakeOutbox()
+    agent = GatewayAgent(config, load_catalog(), outbox=outbox, clock=FakeClock(), with_uplink=False, with_video=False)
+    assert agent.evidence is None
+    agent._on_video_event(VideoEvent(camera_id="cam1", rule="lane", kind="fire_lane.blocked", active=True,
+                                     severity="major", observed_at=datetime(2026, 3, 1, tzinfo=UTC),
+                                     snapshot_path=snap(tmp_path, "s.jpg")))
+    [ev] = [m for m in outbox.messages if isinstance(m, Event)]
+    assert ev.evidence == [] and ev.detail["snapshot"] == "s.jpg"
+    assert not (tmp_path / "evidence").exists()
+    agent.store.close()

@@ -174,15 +174,17 @@ async def test_camera_event_carries_the_evidence_ref_and_the_file_reaches_the_ba
     now = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
     shot = jpeg(tmp_path / "snapshots" / "cam1" / "cam1_lane_1.jpg", 7)
     agent._on_video_event(VideoEvent(camera_id="cam1", rule="lane", kind="fire_lane.blocked", active=True,
-                                     severity="critical", observed_at=now, snapshot_path=shot))
+                                     severity="major", observed_at=now, snapshot_path=shot))
+    queue = agent.evidence.queue
+    assert [i.protected for i in queue.due()] == [True]  # a fire-safety alarm's unsent snapshot is protected
     agent._on_video_event(VideoEvent(camera_id="cam1", rule="lane", kind="fire_lane.cleared", active=False,
-                                     severity="critical", observed_at=now))
+                                     severity="major", observed_at=now))
+    assert [i.protected for i in queue.due()] == [False]  # … until the alarm clears
     raised, cleared = (m for m in outbox.messages if isinstance(m, Event) and m.event == "fire_lane.blocked")
     [ref] = raised.evidence
     assert ref.ref.startswith("gw-ev-") and ref.ref.endswith(".jpg") and ref.content_type == "image/jpeg"
     assert ref.sha256 == hashlib.sha256(shot.read_bytes()).hexdigest() and ref.size == shot.stat().st_size
     assert raised.detail["snapshot"] == "cam1_lane_1.jpg" and cleared.evidence == []
-    queue = agent.evidence.queue
     assert queue.state(ref.ref) == "pending"
     async with backend(db, port, tmp_path / "backend-evidence") as get, running(agent.evidence):
         await wait_for(lambda: queue.state(ref.ref) == "uploaded", "the snapshot upload")
