@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,7 @@ class GatewayAgent:
         try:
             evidence_ref: EvidenceRef = self.evidence.queue.add(path, ref=ref, device=device, event=event,
                                                                 protected=protected)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, sqlite3.Error) as exc:  # the event goes out without its picture
             logger.error("evidence for %s %s: cannot queue %s: %s", device, event, path, exc)
             return []
         self.evidence.wake()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 from typing import Literal
 
 import httpx
@@ -55,6 +56,10 @@ class EvidenceUploader:
         except FileNotFoundError:
             self.queue.forget(item.ref, f"file {item.path} disappeared before upload")
             return "refused"
+        except OSError as exc:
+            self.queue.mark_retry(item.ref, f"cannot read {item.path}: {exc}", self.backoff(item.attempts + 1))
+            logger.error("evidence %s: cannot read %s: %s; will retry", item.ref, item.path, exc)
+            return "retry"
         headers = {
             "X-Gateway-Token": self.config.token,
             "X-Content-SHA256": item.sha256,
@@ -101,7 +106,11 @@ class EvidenceUploader:
         async with httpx.AsyncClient(timeout=self.config.timeout_s, transport=self._transport) as client:
             while True:
                 self._wake.clear()
-                result = await self.upload_due(client)
+                try:
+                    result = await self.upload_due(client)
+                except (sqlite3.Error, OSError) as exc:  # loop boundary: the gateway must not stop over evidence
+                    logger.error("evidence uploader: %s: %s; backing off", type(exc).__name__, exc)
+                    result = "down"
                 if result == "progress":
                     continue
                 if result == "down":
