@@ -73,36 +73,49 @@ class MQTTClient:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         self._rc = None
-        c.connect(self.server, self.port, keepalive=self.keepalive or 60)  # raises OSError when refused
+        try:
+            c.connect(self.server, self.port, keepalive=self.keepalive or 60)
+        except OSError:
+            self._close(c)  # refused: release the socket pair paho made for this attempt
+            raise
         deadline = time.monotonic() + (timeout or 5.0)
+        rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         while self._rc is None and time.monotonic() < deadline:
-            c.loop(timeout=0.05)
+            rc = c.loop(timeout=0.05)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break  # the broker closed the connection before CONNACK
         if not self._connected:
-            c.socket() and c.disconnect()
-            raise MQTTException(self._rc if self._rc is not None else "no CONNACK")
+            self._close(c)
+            raise MQTTException(self._rc if self._rc is not None else f"no CONNACK ({rc.name})")
         self._client = c
         return False
 
+    @staticmethod
+    def _close(c: mqtt.Client) -> None:
+        """Release the client's socket and its wake-up socket pair (paho keeps both until reset)."""
+        c._reset_sockets()  # paho's own clean-up: closes the socket and the socket pair
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._close(self._client)
+        self._client = None
+        self._connected = False
+
     def _live(self) -> mqtt.Client:
         if self._client is None or not self._connected:
+            self._drop()
             raise OSError("MQTT connection lost")
         return self._client
 
     def disconnect(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._connected:
             self._client.disconnect()
             self._client.loop(timeout=0)
-        self._client = None
-        self._connected = False
+        self._drop()
 
     def abort(self) -> None:
         """Shim only: drop the TCP connection without DISCONNECT (power cut) so the broker sends the will."""
-        if self._client is not None:
-            sock = self._client.socket()
-            if sock is not None:
-                sock.close()
-        self._client = None
-        self._connected = False
+        self._drop()
 
     def ping(self) -> None:
         self._live().loop(timeout=0)
@@ -111,21 +124,21 @@ class MQTTClient:
         c = self._live()
         info = c.publish(_text(topic), msg, qos=qos, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._connected = False
+            self._drop()
             raise OSError(f"publish failed: {info.rc}")
 
     def subscribe(self, topic: str | bytes, qos: int = 0) -> None:
         c = self._live()
         rc, _ = c.subscribe(_text(topic), qos)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._connected = False
+            self._drop()
             raise OSError(f"subscribe failed: {rc}")
 
     def _pump(self, timeout: float) -> None:
         c = self._live()
         rc = c.loop(timeout=timeout)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._connected = False
+            self._drop()
             raise OSError(f"MQTT connection lost: {rc}")
 
     def _dispatch(self) -> bool:
