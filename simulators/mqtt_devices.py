@@ -10,6 +10,7 @@ ADC), never on the firmware's variables, so what goes on the wire is what the fi
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 import time
@@ -18,10 +19,6 @@ from types import ModuleType
 from typing import Any
 
 from firmware_stubs import shim
-
-shim.install()
-
-import machine  # noqa: E402  (the shim's machine module, importable once installed)
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +29,12 @@ FIRMWARE_BY_TYPE: dict[str, str] = {"door_access": "door_controller", "smoke_det
 DOOR_PIN_CONTACT, DOOR_PIN_TAMPER, DOOR_PIN_RELAY, DOOR_READER_UART = 4, 14, 5, 1
 SMOKE_ADC_CHAMBER, SMOKE_ADC_BATTERY, SMOKE_PIN_TEST, SMOKE_PIN_TAMPER, SMOKE_PIN_FAULT = 32, 33, 0, 14, 15
 SMOKE_PIN_SOUNDER = 2
+
+
+def _machine() -> Any:
+    """The shim's ``machine`` module (the firmware imports it by that name)."""
+    shim.install()
+    return importlib.import_module("machine")
 
 
 def obscuration_raw(pct_per_m: float) -> int:
@@ -52,7 +55,8 @@ class FirmwareDevice:
         self.device_type = device_type
         self.kind = FIRMWARE_BY_TYPE[device_type]
         self.cfg = dict(cfg, device_id=device_id)
-        self.board = machine.Board(uid or device_id.encode()[:6].ljust(6, b"\0"))
+        self.machine = _machine()
+        self.board = self.machine.Board(uid or device_id.encode()[:6].ljust(6, b"\0"))
         if self.kind == "smoke_detector":
             self.board.set_adc(SMOKE_ADC_CHAMBER, obscuration_raw(0.2))
             self.board.set_adc(SMOKE_ADC_BATTERY, battery_raw(float(cfg.get("battery", 95))))
@@ -65,7 +69,7 @@ class FirmwareDevice:
     # -------------------------------------------------------------- firmware lifecycle (driver thread)
     def setup(self) -> None:
         with self._lock:
-            machine.select_board(self.board)
+            self.machine.select_board(self.board)
             self.fw.setup(self.cfg)
             self.started = True
 
@@ -73,10 +77,10 @@ class FirmwareDevice:
         if self.silent or not self.started:
             return
         with self._lock:
-            machine.select_board(self.board)
+            self.machine.select_board(self.board)
             try:
                 self.fw.step()
-            except machine.ResetRequested:
+            except self.machine.ResetRequested:
                 logger.info("%s: firmware reset", self.id)
                 self.fw.setup(self.cfg)
 
@@ -92,7 +96,7 @@ class FirmwareDevice:
     def power_on(self) -> None:
         """Boot again from ``setup()`` (RAM is lost, as after a real power cycle)."""
         with self._lock:
-            machine.select_board(self.board)
+            self.machine.select_board(self.board)
             self.fw.setup(self.cfg)
             self.silent = False
 
@@ -108,7 +112,7 @@ class FirmwareDevice:
     def state(self) -> dict[str, Any]:
         """The firmware's own view (its ``state()``), e.g. ``{"locked": True, "mode": "normal", …}``."""
         with self._lock:
-            machine.select_board(self.board)
+            self.machine.select_board(self.board)
             result: dict[str, Any] = self.fw.state()
             return result
 

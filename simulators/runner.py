@@ -207,12 +207,19 @@ class ScenarioRunner:
             cards = dev.cfg.get("cards") or []
             dev.present_card(step.card or (cards[0] if cards else "0"))
 
-            def walk_through() -> None:
+            async def walk_through() -> None:
+                # the firmware's unlock window runs in real time, so the resident does too
+                deadline = time.monotonic() + 2.0
+                while not dev.unlocked and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
                 if dev.unlocked:
                     dev.set_door_open(True)
-                    self._later(2.0, lambda: dev.set_door_open(False))
+                    await asyncio.sleep(1.5)
+                    dev.set_door_open(False)
 
-            self._later(0.5, walk_through)
+            task = asyncio.get_running_loop().create_task(walk_through())
+            self._followups.add(task)
+            task.add_done_callback(self._followups.discard)
         elif step.event == "access_denied":
             dev.present_card(step.card or UNKNOWN_CARD)
         elif step.event == "forced_open":

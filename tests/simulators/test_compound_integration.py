@@ -39,6 +39,7 @@ steps:
   - {at: 18, action: door, device: b1-door, event: forced_open, open_s: 2}
   - {at: 22, action: silent, device: b1-el2}
   - {at: 24, action: malformed_mqtt, device: b1-door, topic: cmd, count: 2}
+  - {at: 26, action: door, device: b1-door, event: access_granted}
   - {at: 26, action: camera, device: b1-el1-cam, scene: ebike}
   - {at: 28, action: broker, op: restart}
 """
@@ -55,7 +56,7 @@ async def test_scenario_on_the_wire_in_order_and_on_time(tmp_path: Path, site_id
     scenario = load_scenario(path)
     p = f"{site_id}-"
     rec = mqtt_recorder([f"xqdev/{p}b1-f2-sd1/state", f"xqdev/{p}b1-f2-sd2/state", f"xqdev/{p}b1-door/event",
-                         f"xqdev/{p}b1-door/cmd/result"])
+                         f"xqdev/{p}b1-door/cmd/result", f"xqdev/{p}b1-door/state"])
     sim = SimulatedCompound(mini(site_id), catalog=CATALOG, seed=3, mqtt=mqtt_broker.url, speed=SPEED, cameras=False)
     panel_fire_at: list[float] = []
     el2_silent_at: list[float] = []
@@ -101,14 +102,20 @@ async def test_scenario_on_the_wire_in_order_and_on_time(tmp_path: Path, site_id
     denied = rec.wait_for(lambda m: m.topic.endswith("/event") and m.has(type="access_denied"))
     forced = rec.wait_for(lambda m: m.topic.endswith("/event") and m.has(type="forced_open"))
     junk = rec.wait_for(lambda m: m.topic.endswith("cmd/result") and m.has(ok=False))
-    assert sd1.t < sd2.t < denied.t < forced.t < junk.t
-    for msg, at in ((sd1, 2), (sd2, 6), (denied, 14), (forced, 18), (junk, 24)):
+    granted = rec.wait_for(lambda m: m.topic.endswith("/event") and m.has(type="access_granted"))
+    assert sd1.t < sd2.t < denied.t < forced.t < junk.t < granted.t
+    # the resident walked through the unlocked door: no second forced_open
+    rec.wait_for(lambda m: m.topic.endswith("door/state") and m.has(door_open=True, locked=False) and m.t > granted.t)
+    assert [m.json()["type"] for m in rec.all(f"xqdev/{p}b1-door/event")] == ["access_denied", "forced_open",
+                                                                             "access_granted"]
+    for msg, at in ((sd1, 2), (sd2, 6), (denied, 14), (forced, 18), (junk, 24), (granted, 26)):
         assert abs(sim_time(msg.t) - at) < TOLERANCE_S, (msg.topic, sim_time(msg.t), at)
     assert abs(panel_fire_at[0] - 10) < TOLERANCE_S and abs(el2_silent_at[0] - 22) < TOLERANCE_S
     # the report says what was injected, when, and what could not be done here
     actions = [(r.action, r.outcome) for r in report.injected]
     assert actions == [("smoke", "ok"), ("smoke", "ok"), ("set", "ok"), ("door", "ok"), ("door", "ok"),
-                       ("silent", "ok"), ("malformed_mqtt", "ok"), ("camera", "skipped"), ("broker", "skipped")]
+                       ("silent", "ok"), ("malformed_mqtt", "ok"), ("door", "ok"), ("camera", "skipped"),
+                       ("broker", "skipped")]
     assert all(abs(r.sim_time - r.at) < TOLERANCE_S for r in report.injected)
     assert report.devices.modbus == 3 and report.devices.modbus_ports == 2 and report.devices.mqtt == 7
     assert report.ports["modbus"][f"{p}b1-el2"]["unit"] == 2
