@@ -97,7 +97,8 @@ def run(
         console.print(result.summary(), soft_wrap=True, highlight=False)
         if report is not None:
             report.write_text(result.model_dump_json(indent=2), encoding="utf-8")
-            console.print(f"report written to {report}")
+            report.with_suffix(".txt").write_text(result.summary() + "\n", encoding="utf-8")
+            console.print(f"report written to {report} (summary in {report.with_suffix('.txt')})")
 
     try:
         asyncio.run(main())

@@ -136,6 +136,13 @@ class SimulatedCompound:
         await self.stop()
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # nothing half-started is left behind (ports, broker, threads)
+            raise
+
+    async def _start(self) -> None:
         t0 = time.monotonic()
         await self._start_modbus()
         mqtt_specs = self.layout.by_protocol("mqtt") if self.want_mqtt_devices else []
@@ -231,7 +238,8 @@ class SimulatedCompound:
             dev.behaviour.close()
         for server in self.ports:
             await server.stop()
-        await asyncio.to_thread(self.firmware.stop)
+        if self.firmware.devices:
+            await asyncio.to_thread(self.firmware.stop)
         for cam in self.cameras.values():
             await asyncio.to_thread(cam.server.stop)
         if self.proxy is not None:

@@ -196,3 +196,28 @@ async def test_api_silence_restore_and_endpoints(site_id: str, mqtt_broker: Any,
         assert door.state["locked"] is True
         with pytest.raises(KeyError, match="MQTT device"):
             sim.device(f"{site_id}-b1-door")
+
+
+async def test_a_failed_start_leaves_nothing_behind(site_id: str) -> None:
+    import socket
+
+    blocker = socket.socket()
+    for _ in range(20):  # find two free consecutive ports: base for the panel, base + 1 taken by us
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        try:
+            blocker.bind(("127.0.0.1", base + 1))
+            break
+        except OSError:
+            continue
+    blocker.listen()
+    try:
+        sim = SimulatedCompound(mini(site_id), catalog=CATALOG, cameras=False, mqtt_devices=False,
+                                modbus_port_base=base)
+        with pytest.raises((OSError, RuntimeError)):
+            await sim.start()
+        with socket.socket() as s:  # the first port was released again
+            s.bind(("127.0.0.1", base))
+    finally:
+        blocker.close()
