@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from mqtt_recorder import Recorder
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -122,3 +123,19 @@ def free_port() -> int:
 @pytest.fixture
 def unused_port() -> int:
     return free_port()
+
+
+@pytest.fixture
+def mqtt_recorder(mqtt_broker: Broker) -> Iterator[Callable[..., Recorder]]:
+    """Make recorders subscribed to topics on the test broker (closed after the test)."""
+    made: list[Recorder] = []
+
+    def make(topics: list[str], url: str | None = None) -> Recorder:
+        r = Recorder(url or mqtt_broker.url, topics)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()
+

@@ -1,17 +1,16 @@
-"""Shared fixtures for the simulator tests: an MQTT recorder on the real broker."""
+"""An MQTT recorder on the real broker for tests: keeps every message with its arrival time."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 
@@ -72,18 +71,3 @@ class Recorder:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-@pytest.fixture
-def mqtt_recorder(mqtt_broker: Any) -> Iterator[Callable[..., Recorder]]:
-    made: list[Recorder] = []
-
-    def make(topics: list[str], url: str | None = None) -> Recorder:
-        r = Recorder(url or mqtt_broker.url, topics)
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
-
