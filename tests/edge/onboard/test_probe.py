@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from conftest import free_port
-from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
-from pymodbus.server import ModbusTcpServer
+from edge_agent_helpers import ModbusTestServer
 
 from device_profiles import load_catalog
 from device_profiles.modbus_codec import registers_from_raw
@@ -33,40 +32,18 @@ def _elevator_registers() -> list[int]:
     return regs
 
 
-class Server:
-    def __init__(self, input_regs: list[int], input_size: int | None = None) -> None:
-        self.port = free_port()
-        size = input_size if input_size is not None else len(input_regs)
-        # pymodbus' device context maps protocol address a to block index a + 1.
-        block = ModbusSequentialDataBlock(1, (input_regs + [0] * size)[:size])
-        ctx = ModbusServerContext(devices={3: ModbusDeviceContext(ir=block)}, single=False)
-        self.server = ModbusTcpServer(ctx, address=("127.0.0.1", self.port))
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Server:
-        self.task = asyncio.create_task(self.server.serve_forever())
-        for _ in range(100):
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", self.port)
-                w.close()
-                return self
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise RuntimeError("pymodbus server did not start")
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.server.shutdown()
-        if self.task:
-            self.task.cancel()
+def Server(input_regs: list[int], input_size: int | None = None) -> ModbusTestServer:
+    """A pymodbus server with one device (unit 3) whose input registers are ``input_regs``."""
+    return ModbusTestServer(free_port(), {3: {"ir": input_regs}}, size=input_size or len(input_regs))
 
 
 @pytest.fixture
-async def elevator_server() -> AsyncIterator[Server]:
+async def elevator_server() -> AsyncIterator[ModbusTestServer]:
     async with Server(_elevator_registers()) as s:
         yield s
 
 
-async def test_probe_decodes_every_elevator_point(elevator_server: Server) -> None:
+async def test_probe_decodes_every_elevator_point(elevator_server: ModbusTestServer) -> None:
     profile = load_catalog().get("acme-em200")
     report = await probe_modbus(profile, "127.0.0.1", elevator_server.port, unit=3)
     assert report.ok, [str(r) for r in report.failed]
@@ -135,7 +112,7 @@ def elevator_server_sync():
     import threading
 
     loop = asyncio.new_event_loop()
-    holder: list[Server] = []
+    holder: list[ModbusTestServer] = []
     ready = threading.Event()
 
     async def start() -> None:
