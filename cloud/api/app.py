@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from cloud.api.deps import AppState
 from cloud.api.routers import alarms, audit, auth, commands, evidence, orders, sites, ws
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -24,4 +30,11 @@ def create_app(state: AppState) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    # The web UI (cloud/web, no build step): the dashboard at /, the grid worker's phone view at /worker.
+    # Mounted last so every /api route above matches first.
+    @app.get("/worker", include_in_schema=False)
+    async def worker_view() -> FileResponse:
+        return FileResponse(WEB_DIR / "worker.html")
+
+    app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app
