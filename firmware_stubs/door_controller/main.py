@@ -11,13 +11,12 @@
 import machine
 import ubinascii
 import uhashlib
-import ujson
+import xqlink
 
 try:
     import utime as time
 except ImportError:
     import time
-from umqtt.simple import MQTTClient, MQTTException
 
 PIN_RELAY = 5
 PIN_DOOR = 4
@@ -29,14 +28,9 @@ MAX_QUEUED = 20
 S = {}
 
 
-def _now():
-    return time.ticks_ms()
-
-
 def setup(cfg):
     S.clear()
-    S["cfg"] = cfg
-    S["prefix"] = "xqdev/" + cfg["device_id"]
+    xqlink.init(S, cfg)
     S["relay"] = machine.Pin(PIN_RELAY, machine.Pin.OUT, value=0)
     S["door"] = machine.Pin(PIN_DOOR, machine.Pin.IN)
     S["tamper"] = machine.Pin(PIN_TAMPER, machine.Pin.IN)
@@ -46,15 +40,9 @@ def setup(cfg):
     S["hb_ms"] = int(cfg.get("heartbeat_s", 30) * 1000)
     S["mode"] = "normal"
     S["unlock_until"] = None
-    S["boot"] = _now()
-    S["last_hb"] = None
-    S["client"] = None
-    S["retry_at"] = _now()
-    S["backoff"] = 500
+    S["boot"] = xqlink.now()
     S["door_was"] = S["door"].value()
-    S["sent_state"] = None
     S["queue"] = []
-    S["connects"] = 0
 
 
 def credential_hash(card):
@@ -71,28 +59,10 @@ def state():
             "tamper": S["tamper"].value() == 1}
 
 
-def _topic(kind):
-    return S["prefix"] + "/" + kind
-
-
 def _send(kind, payload, retain=False, qos=0):
-    c = S["client"]
-    if c is None:
-        if kind == "event" and len(S["queue"]) < MAX_QUEUED:
-            S["queue"].append(payload)
-        return
-    try:
-        c.publish(_topic(kind), ujson.dumps(payload), retain, qos)
-    except OSError:
-        _lost()
-        if kind == "event" and len(S["queue"]) < MAX_QUEUED:
-            S["queue"].append(payload)
-
-
-def _lost():
-    S["client"] = None
-    S["retry_at"] = time.ticks_add(_now(), S["backoff"])
-    S["backoff"] = min(S["backoff"] * 2, 30000)
+    """Events are kept (up to MAX_QUEUED) while the link is down and sent on the next connect."""
+    if not xqlink.send(S, kind, payload, retain, qos) and kind == "event" and len(S["queue"]) < MAX_QUEUED:
+        S["queue"].append(payload)
 
 
 def event(kind, **detail):
@@ -108,7 +78,7 @@ def set_lock(unlocked):
 
 def unlock_for(seconds):
     set_lock(True)
-    S["unlock_until"] = time.ticks_add(_now(), int(seconds * 1000))
+    S["unlock_until"] = time.ticks_add(xqlink.now(), int(seconds * 1000))
     if S["mode"] == "normal":
         S["mode"] = "unlocked"
 
@@ -121,17 +91,12 @@ def relock():
 
 
 def result(cid, ok, reason=None):
-    _send("cmd/result", {"id": cid, "ok": ok, "reason": reason}, False, 1)
+    xqlink.result(S, cid, ok, reason)
 
 
 def on_command(payload):
-    try:
-        msg = ujson.loads(payload)
-    except ValueError:
-        result(None, False, "malformed JSON")
-        return
-    if not isinstance(msg, dict):
-        result(None, False, "command must be a JSON object")
+    msg = xqlink.parse_command(S, payload)
+    if msg is None:
         return
     cid = msg.get("id")
     cmd = msg.get("cmd")
@@ -164,31 +129,6 @@ def on_command(payload):
         result(cid, False, "unknown command " + repr(cmd))
 
 
-def _on_message(topic, msg):
-    if topic.decode() == _topic("cmd"):
-        on_command(msg)
-
-
-def connect():
-    cfg = S["cfg"]
-    c = MQTTClient(cfg["device_id"], cfg.get("server", "127.0.0.1"), cfg.get("port", 1883),
-                   keepalive=cfg.get("keepalive", 30))
-    c.set_callback(_on_message)
-    c.set_last_will(_topic("status"), "offline", True, 1)
-    c.connect()
-    c.subscribe(_topic("cmd"), 1)
-    S["client"] = c
-    S["backoff"] = 500
-    S["connects"] += 1
-    c.publish(_topic("status"), "online", True, 1)
-    S["sent_state"] = None
-    S["last_hb"] = None
-    queued = S["queue"]
-    S["queue"] = []
-    for payload in queued:
-        _send("event", payload, False, 1)
-
-
 def read_reader():
     uart = S["reader"]
     while uart.any():
@@ -207,17 +147,11 @@ def read_reader():
 
 
 def step():
-    now = _now()
-    if S["client"] is None and time.ticks_diff(now, S["retry_at"]) >= 0:
-        try:
-            connect()
-        except (OSError, MQTTException):
-            _lost()
-    if S["client"] is not None:
-        try:
-            S["client"].check_msg()
-        except OSError:
-            _lost()
+    now = xqlink.now()
+    if xqlink.service(S, now, on_command) and S["queue"]:
+        queued, S["queue"] = S["queue"], []
+        for payload in queued:
+            _send("event", payload, False, 1)
     read_reader()
     if S["unlock_until"] is not None and time.ticks_diff(now, S["unlock_until"]) >= 0:
         relock()
@@ -231,22 +165,13 @@ def step():
         _send("state", st, True, 1)
         if S["client"] is not None:
             S["sent_state"] = st
-    if S["client"] is not None and (S["last_hb"] is None or time.ticks_diff(now, S["last_hb"]) >= S["hb_ms"]):
-        S["last_hb"] = now
+    if xqlink.heartbeat_due(S, now):
         _send("heartbeat", {"uptime_s": time.ticks_diff(now, S["boot"]) // 1000})
 
 
 def main(cfg):
-    setup(cfg)
-    while True:
-        step()
-        time.sleep_ms(20)
-
-
-def load_config():
-    with open("config.json") as f:
-        return ujson.loads(f.read())
+    xqlink.run(setup, step, cfg)
 
 
 if __name__ == "__main__":
-    main(load_config())
+    main(xqlink.load_config())

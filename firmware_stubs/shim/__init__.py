@@ -16,11 +16,16 @@ from types import ModuleType
 SHIM_DIR = Path(__file__).resolve().parent
 
 
+LIB_DIR = SHIM_DIR.parent / "lib"
+
+
 def install() -> None:
-    """Make ``import machine`` / ``from umqtt.simple import MQTTClient`` resolve to the shim."""
-    path = str(SHIM_DIR)
-    if path not in sys.path:
-        sys.path.append(path)
+    """Make ``import machine`` / ``from umqtt.simple import MQTTClient`` resolve to the shim, and the
+    firmware's shared library (``import xqlink``, stateless) to ``firmware_stubs/lib``: on a device it is a
+    second file in flash next to ``main.py``."""
+    for path in (str(SHIM_DIR), str(LIB_DIR)):
+        if path not in sys.path:
+            sys.path.append(path)
 
 
 FIRMWARE_DIR = SHIM_DIR.parent

@@ -11,13 +11,12 @@
 # Cooperative: setup(cfg) once, then step() every few tens of milliseconds; main() does exactly that.
 # mypy: ignore-errors
 import machine
-import ujson
+import xqlink
 
 try:
     import utime as time
 except ImportError:
     import time
-from umqtt.simple import MQTTClient, MQTTException
 
 PIN_CHAMBER = 32
 PIN_BATTERY = 33
@@ -33,14 +32,9 @@ SELF_TEST_MS = 3000
 S = {}
 
 
-def _now():
-    return time.ticks_ms()
-
-
 def setup(cfg):
     S.clear()
-    S["cfg"] = cfg
-    S["prefix"] = "xqdev/" + cfg["device_id"]
+    xqlink.init(S, cfg)
     S["chamber"] = machine.ADC(PIN_CHAMBER)
     S["battery"] = machine.ADC(PIN_BATTERY)
     S["test"] = machine.Pin(PIN_TEST, machine.Pin.IN)
@@ -52,14 +46,8 @@ def setup(cfg):
     S["alarm"] = False
     S["silenced"] = False
     S["self_test_until"] = None
-    S["boot"] = _now()
-    S["last_hb"] = None
-    S["client"] = None
-    S["retry_at"] = _now()
-    S["backoff"] = 500
-    S["sent_state"] = None
+    S["boot"] = xqlink.now()
     S["sent_obsc"] = None
-    S["connects"] = 0
 
 
 def obscuration():
@@ -70,40 +58,13 @@ def battery_pct():
     return S["battery"].read_u16() * 100 // 65535
 
 
-def _topic(kind):
-    return S["prefix"] + "/" + kind
-
-
-def _lost():
-    S["client"] = None
-    S["retry_at"] = time.ticks_add(_now(), S["backoff"])
-    S["backoff"] = min(S["backoff"] * 2, 30000)
-
-
-def _send(kind, payload, retain=False, qos=0):
-    c = S["client"]
-    if c is None:
-        return False
-    try:
-        c.publish(_topic(kind), ujson.dumps(payload), retain, qos)
-        return True
-    except OSError:
-        _lost()
-        return False
-
-
 def result(cid, ok, reason=None):
-    _send("cmd/result", {"id": cid, "ok": ok, "reason": reason}, False, 1)
+    xqlink.result(S, cid, ok, reason)
 
 
 def on_command(payload):
-    try:
-        msg = ujson.loads(payload)
-    except ValueError:
-        result(None, False, "malformed JSON")
-        return
-    if not isinstance(msg, dict):
-        result(None, False, "command must be a JSON object")
+    msg = xqlink.parse_command(S, payload)
+    if msg is None:
         return
     cid = msg.get("id")
     cmd = msg.get("cmd")
@@ -114,31 +75,10 @@ def on_command(payload):
         if S["alarm"]:
             result(cid, False, "in alarm: self-test refused")
             return
-        S["self_test_until"] = time.ticks_add(_now(), SELF_TEST_MS)
+        S["self_test_until"] = time.ticks_add(xqlink.now(), SELF_TEST_MS)
         result(cid, True)
     else:
         result(cid, False, "unknown command " + repr(cmd))
-
-
-def _on_message(topic, msg):
-    if topic.decode() == _topic("cmd"):
-        on_command(msg)
-
-
-def connect():
-    cfg = S["cfg"]
-    c = MQTTClient(cfg["device_id"], cfg.get("server", "127.0.0.1"), cfg.get("port", 1883),
-                   keepalive=cfg.get("keepalive", 30))
-    c.set_callback(_on_message)
-    c.set_last_will(_topic("status"), "offline", True, 1)
-    c.connect()
-    c.subscribe(_topic("cmd"), 1)
-    S["client"] = c
-    S["backoff"] = 500
-    S["connects"] += 1
-    c.publish(_topic("status"), "online", True, 1)
-    S["sent_state"] = None
-    S["last_hb"] = None
 
 
 def state():
@@ -148,17 +88,8 @@ def state():
 
 
 def step():
-    now = _now()
-    if S["client"] is None and time.ticks_diff(now, S["retry_at"]) >= 0:
-        try:
-            connect()
-        except (OSError, MQTTException):
-            _lost()
-    if S["client"] is not None:
-        try:
-            S["client"].check_msg()
-        except OSError:
-            _lost()
+    now = xqlink.now()
+    xqlink.service(S, now, on_command)
     obsc = obscuration()
     if not S["alarm"] and obsc >= ALARM_ON:
         S["alarm"] = True
@@ -178,25 +109,16 @@ def step():
                 changed = True
         if abs(st["obscuration"] - S["sent_obsc"]) >= DEADBAND:
             changed = True
-    if changed and _send("state", st, True, 1):
+    if changed and xqlink.send(S, "state", st, True, 1):
         S["sent_state"] = st
         S["sent_obsc"] = st["obscuration"]
-    if S["client"] is not None and (S["last_hb"] is None or time.ticks_diff(now, S["last_hb"]) >= S["hb_ms"]):
-        S["last_hb"] = now
-        _send("heartbeat", {"battery": battery_pct(), "rssi": S["rssi"]})
+    if xqlink.heartbeat_due(S, now):
+        xqlink.send(S, "heartbeat", {"battery": battery_pct(), "rssi": S["rssi"]})
 
 
 def main(cfg):
-    setup(cfg)
-    while True:
-        step()
-        time.sleep_ms(20)
-
-
-def load_config():
-    with open("config.json") as f:
-        return ujson.loads(f.read())
+    xqlink.run(setup, step, cfg)
 
 
 if __name__ == "__main__":
-    main(load_config())
+    main(xqlink.load_config())
