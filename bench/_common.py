@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import socket
 import statistics
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -47,32 +40,14 @@ def free_port() -> int:
 @contextmanager
 def private_mosquitto() -> Iterator[int]:
     """A Mosquitto of our own on a free port, with unbounded queues (the system one is shared)."""
-    port = free_port()
-    tmp = Path(tempfile.mkdtemp(prefix="xq-bench-mosq-"))
-    conf = tmp / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "max_queued_messages 0\nmax_inflight_messages 100\nlog_dest none\n"
-        + ("user root\n" if os.geteuid() == 0 else "")
-    )
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("mosquitto did not start") from None
-            time.sleep(0.05)
+    from simulators.broker import MosquittoProcess
+
+    broker = MosquittoProcess(persistence=False, extra=["max_queued_messages 0", "max_inflight_messages 100"])
+    broker.start()
     try:
-        yield port
+        yield broker.port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
+        broker.cleanup()
 
 
 def median(values: list[float]) -> float:

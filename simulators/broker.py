@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -21,16 +23,30 @@ def _free_port() -> int:
 
 
 class MosquittoProcess:
-    """``mosquitto -c conf`` on 127.0.0.1:``port`` (a free port by default), anonymous, optionally persistent."""
+    """``mosquitto -c conf`` on 127.0.0.1:``port`` (a free port by default), anonymous, optionally persistent.
 
-    def __init__(self, port: int = 0, *, persistence: bool = True, binary: str = "mosquitto") -> None:
+    The one way the project starts a broker of its own: the simulator's broker-restart fault, the demo's
+    embedded default, benchmarks and fault tests. ``extra`` adds config lines (e.g. ``max_queued_messages 0``).
+    Logging is off (startup errors still reach stderr, which is read only when the broker fails to start).
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, port: int = 0, *, persistence: bool = True, binary: str = "mosquitto",
+                 extra: list[str] | None = None, workdir: Path | None = None) -> None:
         self.port = port or _free_port()
-        self.binary = shutil.which(binary) or binary
-        self._dir = Path(tempfile.mkdtemp(prefix="xq-mosquitto-"))
+        found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin")
+        self.binary = found or binary
+        self._own_dir = workdir is None
+        self._dir = workdir or Path(tempfile.mkdtemp(prefix="xq-mosquitto-"))
         self.conf = self._dir / "mosquitto.conf"
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "log_dest none"]
+        if os.geteuid() == 0:
+            # Started by root, mosquitto drops to the 'mosquitto' user, which cannot write into our folder.
+            lines.append("user root")
         if persistence:
             lines += ["persistence true", f"persistence_location {self._dir}/", "autosave_interval 1"]
+        lines += extra or []
         self.conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
         self._proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
@@ -80,6 +96,26 @@ class MosquittoProcess:
         self.start()
         self.restarts += 1
 
+    def kill(self) -> None:
+        """SIGKILL (a crash: nothing is saved); resumes a paused broker first."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGCONT)
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+        if self._proc is not None and self._proc.stderr:
+            self._proc.stderr.close()
+        self._proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the broker holds its connections but answers nothing."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
     def cleanup(self) -> None:
         self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._own_dir:
+            shutil.rmtree(self._dir, ignore_errors=True)

@@ -50,30 +50,22 @@ def _wait_port(port: int, deadline_s: float, proc: subprocess.Popen[bytes], what
 @contextlib.contextmanager
 def mosquitto(workdir: Path) -> Iterator[str]:
     """A Mosquitto on a free loopback port; yields its URL."""
-    binary = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
-    if binary is None:
+    from simulators.broker import MosquittoProcess
+
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
         raise EmbeddedServiceError("no broker configured and no mosquitto binary found (apt-get install mosquitto)")
-    port = free_port()
-    conf = workdir / "mosquitto.conf"
-    (workdir / "mqtt-data").mkdir(exist_ok=True)
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-        f"persistence_location {workdir / 'mqtt-data'}/\nmax_queued_messages 100000\n",
-        encoding="utf-8",
-    )
-    log = (workdir / "mosquitto.log").open("wb")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+    data = workdir / "mqtt"
+    data.mkdir(exist_ok=True)
+    broker = MosquittoProcess(persistence=True, extra=["max_queued_messages 100000"], workdir=data)
     try:
-        _wait_port(port, 10, proc, "mosquitto")
-        logger.info("embedded Mosquitto on 127.0.0.1:%d", port)
-        yield f"mqtt://127.0.0.1:{port}"
+        broker.start()
+    except RuntimeError as exc:
+        raise EmbeddedServiceError(f"embedded Mosquitto: {exc}") from None
+    try:
+        logger.info("embedded Mosquitto on 127.0.0.1:%d", broker.port)
+        yield broker.url
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(5)
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
+        broker.cleanup()
 
 
 def _pg_bin(name: str) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +18,7 @@ from cloud.ingest.config import IngestConfig, MqttConfig
 from cloud.ingest.worker import IngestWorker
 from contract.codec import encode
 from contract.topics import TopicKind, topic
+from simulators.broker import MosquittoProcess
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
@@ -91,54 +90,16 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(migrated, mqtt_bro
 
 
 # -- broker restart -----------------------------------------------------------------------------------
-class OwnBroker:
-    def __init__(self, tmp: Path, port: int) -> None:
-        self.port = port
-        self.data = tmp / "mosq"
-        self.data.mkdir()
-        self.conf = tmp / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {self.data}/\nlog_dest stderr\n" + ("user root\n" if os.geteuid() == 0 else "")
-            # as root, mosquitto would switch to the 'mosquitto' user, who cannot write into our temp dir
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, h) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        h.wait_for(self._up, timeout=10, what="mosquitto up")
-
-    def _up(self) -> bool:
-        import socket
-
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # saves the persistence file
-            self.proc.wait(10)
-        self.proc = None
-
-
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[OwnBroker]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    b = OwnBroker(tmp_path, port)
+def broker(tmp_path: Path) -> Iterator[MosquittoProcess]:
+    """A persistent Mosquitto of the test's own (stopped with SIGTERM, so it saves its state)."""
+    b = MosquittoProcess(persistence=True, workdir=tmp_path)
     yield b
     b.stop()
 
 
-def test_broker_restart_loses_nothing_acknowledged(migrated: DatabaseConfig, broker: OwnBroker, site_id, h):
-    broker.start(h)
+def test_broker_restart_loses_nothing_acknowledged(migrated: DatabaseConfig, broker: MosquittoProcess, site_id, h):
+    broker.start()
     cfg = IngestConfig(
         mqtt=MqttConfig(host="127.0.0.1", port=broker.port),
         client_id=f"rst-{site_id}",
@@ -162,7 +123,7 @@ def test_broker_restart_loses_nothing_acknowledged(migrated: DatabaseConfig, bro
         pub.publish(tel, encode(h.telemetry(gw, seq, "d1", POINTS)))
     pub.close()
     broker.stop()
-    broker.start(h)
+    broker.start()
     worker = IngestWorker(migrated, cfg)
     worker.start()
     try:

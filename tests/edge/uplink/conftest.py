@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +17,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contract.messages import Event, GatewayState, PointSample, TelemetryBatch
+from simulators.broker import MosquittoProcess
 
 GW = "gw-t1"
 
@@ -41,57 +40,11 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "
         time.sleep(0.02)
 
 
-class OwnBroker:
-    """A Mosquitto on a free port that a test may stop, kill, pause and restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.host = "127.0.0.1"
-        self.conf = workdir / "mosquitto.conf"
-        # No queue limit: test subscribers must see every message even when the uplink outpaces them.
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 0\nlog_dest none\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        import socket
-
-        while True:
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1):
-                    return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mosquitto did not start on port {self.port}")
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[OwnBroker]:
-    broker = OwnBroker(tmp_path)
+def own_broker(tmp_path: Path) -> Iterator[MosquittoProcess]:
+    """A Mosquitto of the test's own that it may stop, kill, pause and restart."""
+    # No queue limit: test subscribers must see every message even when the uplink outpaces them.
+    broker = MosquittoProcess(persistence=False, extra=["max_queued_messages 0"], workdir=tmp_path)
     broker.start()
     try:
         yield broker
