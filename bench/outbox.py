@@ -55,7 +55,7 @@ def alarm(seq: int) -> Event:
         seq=seq,
         ts=datetime.now(UTC),
         device="fp1",
-        event="fire.alarm",
+        event="fire.alarm", key="fire.alarm",
         severity="critical",
         active=True,
         life_safety=True,

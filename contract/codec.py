@@ -9,14 +9,17 @@ from pydantic import ValidationError
 
 from contract.errors import MalformedMessage, UnsupportedVersion
 from contract.messages import (
+    ACCEPTED_VERSIONS,
     CONTRACT_VERSION,
     Command,
     CommandAck,
     Envelope,
     Event,
+    GatewayConfigPush,
     GatewayState,
     HealthReport,
     Message,
+    Receipt,
     TelemetryBatch,
 )
 from contract.topics import Topic, TopicKind
@@ -30,6 +33,8 @@ MODEL_FOR_KIND: dict[TopicKind, type[Envelope]] = {
     TopicKind.HEALTH: HealthReport,
     TopicKind.CMD: Command,
     TopicKind.CMD_ACK: CommandAck,
+    TopicKind.RECEIPT: Receipt,
+    TopicKind.CONFIG: GatewayConfigPush,
 }
 
 KIND_FOR_MODEL: dict[type[Envelope], TopicKind] = {model: kind for kind, model in MODEL_FOR_KIND.items()}
@@ -55,16 +60,38 @@ def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
 
 
 def decode_as(model: type[M], payload: bytes | str, *, topic: str | None = None) -> M:
-    """Decode ``payload`` as ``model``; raise :class:`UnsupportedVersion` or :class:`MalformedMessage`."""
+    """Decode ``payload`` as ``model``; raise :class:`UnsupportedVersion` or :class:`MalformedMessage`.
+
+    The current version validates straight from the bytes; a version 1 payload is upgraded first
+    (:func:`upgrade_v1`), so gateways not yet updated keep delivering their alarms.
+    """
     try:
         return model.model_validate_json(payload)
     except ValidationError as exc:
-        _raise_version_error(payload, topic)
+        raw = _raw_object(payload, topic)
+        if raw.get("v") == 1:
+            try:
+                return model.model_validate(upgrade_v1(raw))
+            except ValidationError as exc1:
+                raise MalformedMessage(
+                    f"{model.__name__} (v1, upgraded): {describe_validation_error(exc1)}", topic=topic
+                ) from None
         raise MalformedMessage(f"{model.__name__}: {describe_validation_error(exc)}", topic=topic) from None
 
 
-def _raise_version_error(payload: bytes | str, topic: str | None) -> None:
-    """Raise a clear error if the payload is not JSON, not an object, or of another version."""
+def upgrade_v1(raw: dict[str, object]) -> dict[str, object]:
+    """A version 1 message as version 2: ``v`` 2, ``epoch`` 0 (unknown), and for an event the key its
+    version 1 identity implied (the event type: one alarm per device and type, as version 1 backends kept)."""
+    out = dict(raw)
+    out["v"] = CONTRACT_VERSION
+    out.setdefault("epoch", 0)
+    if out.get("kind") == "event" and "key" not in out and isinstance(out.get("event"), str):
+        out["key"] = out["event"]
+    return out
+
+
+def _raw_object(payload: bytes | str, topic: str | None) -> dict[str, object]:
+    """The payload as a JSON object; a clear error if it is not JSON, not an object, or of another version."""
     try:
         raw = json.loads(payload)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -73,11 +100,13 @@ def _raise_version_error(payload: bytes | str, topic: str | None) -> None:
         raise MalformedMessage(f"payload must be a JSON object, got {type(raw).__name__}", topic=topic)
     if "v" not in raw:
         raise MalformedMessage("missing contract version field 'v'", topic=topic)
-    if raw["v"] != CONTRACT_VERSION:
+    if raw["v"] not in ACCEPTED_VERSIONS or isinstance(raw["v"], bool):
         raise UnsupportedVersion(
-            f"contract version {raw['v']!r} is not supported (this software speaks v{CONTRACT_VERSION})",
+            f"contract version {raw['v']!r} is not supported (this software speaks v{CONTRACT_VERSION} "
+            f"and accepts {', '.join(f'v{v}' for v in ACCEPTED_VERSIONS)})",
             topic=topic,
         )
+    return raw
 
 
 def decode(topic: str, payload: bytes | str) -> tuple[Topic, Message]:

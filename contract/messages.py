@@ -1,8 +1,15 @@
-"""Message models of the contract, version 1.
+"""Message models of the contract, version 2.
 
 Every message carries ``v`` (contract version), ``id`` (UUIDv7, unique and sortable), ``gw`` (the
-gateway id), ``seq`` (a per-gateway sequence number, monotonically increasing across restarts of the
-sender) and ``ts`` (when the thing it reports was observed at the device, not when it was sent).
+gateway id), ``epoch`` and ``seq`` (the sender's boot epoch and a sequence number within it: ordering is
+by ``(epoch, seq)``) and ``ts`` (when the thing it reports was observed at the device, not when it was
+sent).
+
+Version 2 added, over version 1: ``Event.key`` (what identifies an alarm at the device, e.g. one zone of
+a panel) and ``Event.location`` (the zone's place when it is not the device's), ``epoch`` on every
+message, the downlink ``Receipt`` (the backend committed these messages) and ``GatewayConfigPush``
+(a gateway's configuration from the backend), and the applied config version on the gateway's state.
+Version 1 messages are still accepted and upgraded by :func:`contract.codec.upgrade_v1` (``docs/ARCHITECTURE.md``).
 """
 
 from __future__ import annotations
@@ -16,20 +23,29 @@ from pydantic import AwareDatetime, Field, StringConstraints
 from contract.base import StrictModel
 from contract.ids import new_id
 
-CONTRACT_VERSION: Literal[1] = 1
+CONTRACT_VERSION: Literal[2] = 2
+ACCEPTED_VERSIONS: tuple[int, ...] = (1, 2)
+"""Versions the decoder takes: the current one, and version 1 upgraded on the way in."""
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+EventKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:#@/-]{1,128}$")]
+"""What identifies one alarm condition at one device: the profile row and its instance (``fire.alarm#12``)."""
 Scalar = bool | int | float | str
 Severity = Literal["critical", "major", "minor", "warning", "info"]
 Quality = Literal["good", "uncertain", "bad"]
 
 
 class Envelope(StrictModel):
-    v: Literal[1] = 1
+    v: Literal[2] = 2
     id: UUID = Field(default_factory=new_id, description="UUIDv7 message id; the backend is idempotent on it")
     gw: Identifier = Field(description="gateway id")
-    seq: int = Field(ge=0, description="per-gateway sequence number")
+    epoch: int = Field(
+        default=0, ge=0,
+        description="the sender's boot epoch: a gateway's changes when its outbox is created anew (re-imaged box, "
+        "new SD card); ordering is by (epoch, seq). 0 = unknown (version 1 senders, the backend's downlink)",
+    )
+    seq: int = Field(ge=0, description="sequence number within the sender's epoch")
     ts: AwareDatetime = Field(description="observation time at the device (UTC recommended)")
 
 
@@ -80,6 +96,15 @@ class Event(Envelope):
     event: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")] = Field(
         description="event type, dotted, e.g. 'fire.alarm', 'elevator.entrapment', 'linkage.action'"
     )
+    key: EventKey = Field(
+        description="what identifies this condition at the device: the profile row and instance, e.g. "
+        "'fire.alarm#12' for zone 12 of a panel. The backend keeps one active alarm per (device, key); "
+        "a clear closes only its own key"
+    )
+    location: Location | None = Field(
+        default=None, description="where the condition is, when the gateway knows better than the device's "
+        "place (a panel zone's building and floor); absent = the device's location"
+    )
     severity: Severity
     active: bool = Field(description="true when the condition was raised, false when it cleared")
     life_safety: bool = Field(default=False, description="goes in the gateway's top-priority lane")
@@ -95,6 +120,7 @@ class GatewayHealth(StrictModel):
     devices_offline: int = Field(ge=0)
     poll_latency_ms_p50: float | None = None
     dropped_telemetry_total: int = Field(default=0, ge=0)
+    config_version: int | None = Field(default=None, ge=0, description="the backend-pushed config in force")
 
 
 class GatewayState(Envelope):
@@ -105,6 +131,12 @@ class GatewayState(Envelope):
     reason: str | None = None
     software: str | None = None
     devices: list[DeviceInfo] = Field(default_factory=list)
+    config_version: int | None = Field(
+        default=None, ge=0, description="version of the backend-pushed config in force; absent = local file only"
+    )
+    config_error: str | None = Field(
+        default=None, max_length=2000, description="why the last pushed config was refused (the old one runs on)"
+    )
 
 
 class HealthReport(Envelope):
@@ -137,6 +169,34 @@ class CommandAck(Envelope):
     detail: dict[str, Scalar] = Field(default_factory=dict)
 
 
-Message = TelemetryBatch | Event | GatewayState | HealthReport | Command | CommandAck
+class Receipt(Envelope):
+    """Down on ``…/receipt``: the backend has *committed* these uplink messages to its database.
 
-ALL_MESSAGES: tuple[type[Envelope], ...] = (TelemetryBatch, Event, GatewayState, HealthReport, Command, CommandAck)
+    A broker PUBACK only says the broker has a message; the gateway keeps a life-safety message in its
+    outbox (and re-sends it, same id) until a receipt names it. Sent after every commit that stored a
+    message of the gateway's alarm lane, and again for a duplicate (already stored) so a re-send is settled.
+    """
+
+    kind: Literal["receipt"] = "receipt"
+    ids: list[UUID] = Field(min_length=1, max_length=1000, description="message ids committed (or already stored)")
+
+
+class GatewayConfigPush(Envelope):
+    """Down on ``…/config`` (retained): the gateway's configuration kept by the backend, versioned.
+
+    ``document`` is the YAML text of a gateway config file; the gateway validates it like a local file
+    (errors name ``config v<version>:line: field``), applies it without a restart, keeps it as its last
+    good config, and reports ``config_version`` or ``config_error`` on its state.
+    """
+
+    kind: Literal["config"] = "config"
+    version: int = Field(ge=1)
+    document: str = Field(min_length=1, max_length=1_000_000)
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+Message = TelemetryBatch | Event | GatewayState | HealthReport | Command | CommandAck | Receipt | GatewayConfigPush
+
+ALL_MESSAGES: tuple[type[Envelope], ...] = (
+    TelemetryBatch, Event, GatewayState, HealthReport, Command, CommandAck, Receipt, GatewayConfigPush,
+)

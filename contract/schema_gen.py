@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from contract.messages import ALL_MESSAGES
+from contract.messages import ALL_MESSAGES, CONTRACT_VERSION
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
@@ -19,7 +19,7 @@ def render() -> dict[str, str]:
     out: dict[str, str] = {}
     for model in ALL_MESSAGES:
         schema = model.model_json_schema(mode="validation")
-        schema["$id"] = f"https://xiaoqu.invalid/contract/v1/{model.__name__}.json"
+        schema["$id"] = f"https://xiaoqu.invalid/contract/v{CONTRACT_VERSION}/{model.__name__}.json"
         out[f"{model.__name__}.json"] = json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
     return out
 

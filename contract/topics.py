@@ -1,7 +1,8 @@
 """Topic names, built and parsed in this one module.
 
 Shape: ``xq/v1/{site}/{gateway}/{kind}`` where kind is one of :class:`TopicKind`.
-Commands travel down on ``…/cmd``, their acknowledgements up on ``…/cmd/ack``.
+Up: ``telemetry``, ``event``, ``state``, ``health``, ``cmd/ack``. Down: ``cmd`` (commands),
+``receipt`` (the backend committed these messages) and ``config`` (retained: the gateway's configuration).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ class TopicKind(StrEnum):
     HEALTH = "health"
     CMD = "cmd"
     CMD_ACK = "cmd/ack"
+    RECEIPT = "receipt"
+    CONFIG = "config"
 
 
 UPLINK_KINDS = (TopicKind.TELEMETRY, TopicKind.EVENT, TopicKind.STATE, TopicKind.HEALTH, TopicKind.CMD_ACK)
+DOWNLINK_KINDS = (TopicKind.CMD, TopicKind.RECEIPT, TopicKind.CONFIG)
 
 
 def check_id(value: str, what: str) -> str:

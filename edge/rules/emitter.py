@@ -92,9 +92,10 @@ class Emitter:
         life_safety: bool = False,
         detail: Mapping[str, Scalar] | None = None,
         evidence: Sequence[EvidenceRef] = (),
+        key: str | None = None,
     ) -> Event:
         msg = Event(
-            gw=self.gateway_id, seq=self.outbox.next_seq(), ts=ts, device=device, event=event,
+            gw=self.gateway_id, seq=self.outbox.next_seq(), ts=ts, device=device, event=event, key=key or event,
             severity=severity, active=active, life_safety=life_safety, detail=dict(detail or {}),
             evidence=list(evidence),
         )

@@ -1,3 +1,4 @@
+import hashlib
 import json
 from datetime import UTC, datetime
 from uuid import UUID
@@ -45,8 +46,8 @@ def test_ids_are_unique_and_time_ordered() -> None:
     "message",
     [
         _batch(),
-        Event(gw="gw-1", seq=1, ts=NOW, device="fp-1", event="fire.alarm", severity="critical", active=True,
-              life_safety=True, detail={"zone": 12}),
+        Event(gw="gw-1", seq=1, ts=NOW, device="fp-1", event="fire.alarm", key="fire.alarm#12",
+              severity="critical", active=True, life_safety=True, detail={"zone": 12}),
         GatewayState(gw="gw-1", seq=0, ts=NOW, state="online", devices=[
             DeviceInfo(device="fp-1", profile="gst-fp200", location=Location(site="s1", building="B3", floor=12))]),
         Command(gw="gw-1", seq=3, ts=NOW, device="el-1", command="fire_recall", args={"floor": 1}),
@@ -62,9 +63,41 @@ def test_round_trip_through_topic(message: TelemetryBatch | Event | GatewayState
 
 def test_unknown_version_is_its_own_error() -> None:
     raw = json.loads(encode(_batch()))
-    raw["v"] = 2
-    with pytest.raises(UnsupportedVersion, match="version 2 is not supported"):
+    raw["v"] = 3
+    with pytest.raises(UnsupportedVersion, match="version 3 is not supported"):
         decode("xq/v1/s1/gw-1/telemetry", json.dumps(raw))
+
+
+def test_version_1_event_is_upgraded_with_its_type_as_key() -> None:
+    """A gateway not yet updated keeps delivering: v1 events are keyed as v1 backends keyed them."""
+    v1 = {"v": 1, "id": "0190d3a0-0000-7000-8000-000000000001", "gw": "gw-1", "seq": 5,
+          "ts": "2026-11-21T08:30:00Z", "kind": "event", "device": "fp-1", "event": "fire.alarm",
+          "severity": "critical", "active": True, "life_safety": True, "detail": {"zone": 12}}
+    _, msg = decode("xq/v1/s1/gw-1/event", json.dumps(v1))
+    assert isinstance(msg, Event)
+    assert (msg.v, msg.key, msg.epoch, msg.seq) == (2, "fire.alarm", 0, 5)
+    assert msg.detail == {"zone": 12}
+
+
+def test_version_1_with_v2_fields_names_the_field() -> None:
+    v1 = json.loads(encode(_batch()))
+    v1["v"] = 1
+    v1["bogus"] = 1
+    with pytest.raises(MalformedMessage, match=r"v1, upgraded.*bogus"):
+        decode("xq/v1/s1/gw-1/telemetry", json.dumps(v1))
+
+
+def test_receipt_and_config_round_trip() -> None:
+    from contract.messages import GatewayConfigPush, Receipt
+
+    rc = Receipt(gw="gw-1", seq=0, ts=NOW, ids=[new_id(), new_id()])
+    _, back = decode("xq/v1/s1/gw-1/receipt", encode(rc))
+    assert back == rc
+    doc = "gateway: {id: gw-1}\n"
+    cfg = GatewayConfigPush(gw="gw-1", seq=0, ts=NOW, version=3, document=doc,
+                            sha256=hashlib.sha256(doc.encode()).hexdigest())
+    _, back2 = decode("xq/v1/s1/gw-1/config", encode(cfg))
+    assert back2 == cfg
 
 
 @pytest.mark.parametrize(
@@ -74,7 +107,7 @@ def test_unknown_version_is_its_own_error() -> None:
         (b"{not json", "not JSON"),
         (b"[1, 2]", "JSON object"),
         (b'{"gw": "gw-1"}', "missing contract version"),
-        (b'{"v": 1, "gw": "gw-1", "seq": -1, "ts": "2026-01-01T00:00:00Z", "points": []}', "seq"),
+        (b'{"v": 2, "gw": "gw-1", "seq": -1, "ts": "2026-01-01T00:00:00Z", "points": []}', "seq"),
     ],
 )
 def test_malformed_payloads_have_reasons(payload: bytes, fragment: str) -> None:
@@ -103,7 +136,7 @@ def test_gateway_cannot_speak_for_another() -> None:
 
 
 def test_kind_must_match_topic() -> None:
-    ev = Event(gw="gw-1", seq=1, ts=NOW, device="d", event="x", severity="info", active=True)
+    ev = Event(gw="gw-1", seq=1, ts=NOW, device="d", event="x", key="x", severity="info", active=True)
     with pytest.raises(MalformedMessage):
         decode("xq/v1/s1/gw-1/telemetry", encode(ev))
 

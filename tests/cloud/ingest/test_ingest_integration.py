@@ -30,7 +30,7 @@ def test_message_delivered_twice_is_stored_once(migrated: DatabaseConfig, start_
         seq=3,
         ts=datetime.now(UTC),
         device="d2",
-        event="fire.alarm",
+        event="fire.alarm", key="fire.alarm",
         severity="critical",
         active=True,
         life_safety=True,
@@ -70,7 +70,8 @@ def test_bad_messages_go_to_dead_letters_with_reasons(migrated: DatabaseConfig, 
     publisher.publish(tel, json.dumps({**good, "points": []}).encode())
     publisher.publish(tel, json.dumps({**good, "gw": "other"}).encode())
     publisher.publish(tel, encode(h.telemetry(gw, 6, "ghost", 4)))
-    ev = Event(gw=gw, seq=7, ts=datetime.now(UTC), device="ghost", event="fire.alarm", severity="critical", active=True)
+    ev = Event(gw=gw, seq=7, ts=datetime.now(UTC), device="ghost", event="fire.alarm",
+        key="fire.alarm", severity="critical", active=True)
     publisher.publish(topic(site_id, gw, TopicKind.EVENT), encode(ev))
     publisher.publish(f"xq/v1/{site_id}/{gw}/bogus", b"{}")  # not subscribed: never arrives
     publisher.publish(tel, encode(h.telemetry(gw, 8, "d1", 3)))
@@ -107,7 +108,8 @@ def test_pg_notify_after_commit(migrated: DatabaseConfig, start_worker, publishe
         listener.execute("LISTEN xq_events")
         publisher.publish(topic(site_id, gw, TopicKind.STATE), encode(h.birth(site_id, gw, ["d1"])))
         ev = Event(
-            gw=gw, seq=2, ts=datetime.now(UTC), device="d1", event="smoke.alarm", severity="critical", active=True
+            gw=gw, seq=2, ts=datetime.now(UTC), device="d1", event="smoke.alarm",
+            key="smoke.alarm", severity="critical", active=True
         )
         publisher.publish(topic(site_id, gw, TopicKind.EVENT), encode(ev))
         got: dict[str, list[str]] = {}

@@ -124,7 +124,7 @@ def alarm(seq: int, gw: str = GW) -> Event:
         seq=seq,
         ts=datetime.now(UTC),
         device="fp1",
-        event="fire.alarm",
+        event="fire.alarm", key="fire.alarm",
         severity="critical",
         active=True,
         life_safety=True,
@@ -132,7 +132,8 @@ def alarm(seq: int, gw: str = GW) -> Event:
 
 
 def event(seq: int, gw: str = GW) -> Event:
-    return Event(gw=gw, seq=seq, ts=datetime.now(UTC), device="dc1", event="door.opened", severity="info", active=True)
+    return Event(gw=gw, seq=seq, ts=datetime.now(UTC), device="dc1", event="door.opened",
+        key="door.opened", severity="info", active=True)
 
 
 def online(seq: int, gw: str = GW) -> GatewayState:

@@ -40,7 +40,7 @@ async def main(db: str, url: str, site: str, gw: str, seed: int) -> None:
                     seq=box.next_seq(),
                     ts=now,
                     device="fp1",
-                    event="fire.alarm",
+                    event="fire.alarm", key="fire.alarm",
                     severity="critical",
                     active=True,
                     life_safety=True,
@@ -49,7 +49,8 @@ async def main(db: str, url: str, site: str, gw: str, seed: int) -> None:
         elif r < 0.1:
             msgs = [
                 Event(
-                    gw=gw, seq=box.next_seq(), ts=now, device="dc1", event="door.opened", severity="info", active=True
+                    gw=gw, seq=box.next_seq(), ts=now, device="dc1", event="door.opened",
+            key="door.opened", severity="info", active=True
                 )
             ]
         elif r < 0.3:
