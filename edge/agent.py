@@ -97,6 +97,7 @@ class GatewayAgent:
             devices_online=self.devices_online,
             poll_latencies_s=lambda: list(self.poll_stats.latencies_s),
             modbus_requests=lambda: sum(p.link.requests_total for p in self.pollers),
+            awaiting_receipt=lambda: self.uplink.awaiting_receipt() if self.uplink is not None else {},
         ))
         self.poll_stats.observers.append(self.metrics.poll_latency.observe)
         self.emitter.add_listener(self._count_event)
