@@ -443,19 +443,27 @@ def _newer(target: dict[str, datetime], key: str, ts: datetime) -> None:
         target[key] = ts
 
 
-def _notify(cur: psycopg.Cursor[TupleRow], key: str, ids: list[str]) -> None:
-    """``pg_notify`` ``{"<key>": [ids…]}`` in chunks below PostgreSQL's 8000-byte payload limit."""
-    chunk: list[str] = []
-    size = len(key) + 8
+def notify_payloads(key: str, ids: list[str]) -> list[str]:
+    """``{"<key>": [ids…]}`` JSON texts, each at most :data:`NOTIFY_MAX_BYTES` (PostgreSQL refuses a NOTIFY
+    payload of 8000 bytes or more, and a refused batch falls back to one transaction per message)."""
     payloads: list[str] = []
+    chunk: list[str] = []
+    size = len(json.dumps({key: []}))
     for i in ids:
-        if chunk and size + len(i) + 3 > NOTIFY_MAX_BYTES:
+        item = len(json.dumps(i).encode()) + 2  # the quoted id and its ", " separator
+        if chunk and size + item > NOTIFY_MAX_BYTES:
             payloads.append(json.dumps({key: chunk}))
-            chunk, size = [], len(key) + 8
+            chunk, size = [], len(json.dumps({key: []}))
         chunk.append(i)
-        size += len(i) + 3
+        size += item
     if chunk:
         payloads.append(json.dumps({key: chunk}))
+    return payloads
+
+
+def _notify(cur: psycopg.Cursor[TupleRow], key: str, ids: list[str]) -> None:
+    """``pg_notify`` ``{"<key>": [ids…]}`` in chunks below PostgreSQL's 8000-byte payload limit."""
+    payloads = notify_payloads(key, ids)
     if payloads:
         cur.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (NOTIFY_CHANNEL, payloads))
 
