@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edge_agent_helpers import FakeClock, FakeOutbox
 
-from contract.messages import Command
+from contract.messages import Command, Location
 from device_profiles import CompiledProfile, load_catalog
 from edge.bridge import BridgedDevice, MqttBridge, parse_status
 from edge.commands import CommandExecutor, CommandService, ExecResult, SeenStore
@@ -92,6 +92,43 @@ def test_offline_once_and_back() -> None:
     assert ev[0].severity == "major" and not ev[0].life_safety
     batcher.flush()
     assert [q for _, p, _, q in outbox.samples() if p == "car.floor"] == ["good", "bad", "good"]
+
+
+def test_panel_zones_are_keyed_and_located_by_the_zone_map() -> None:
+    clock, outbox = FakeClock(), FakeOutbox()
+    zones = {12: Location(site="s1", building="B3", floor=12),
+             13: Location(site="s1", building="B3", floor=13, area="东侧走廊")}
+    rules, _ = _rules("gst-fp200", clock, outbox, device="fp", zones=zones)  # type: ignore[arg-type]
+    rules.ingest({"zone12.fire": True, "zone13.fire": False, "zone14.fire": False})
+    rules.ingest({"zone13.fire": True})
+    rules.ingest({"zone12.fire": False, "zone14.fire": True})
+    clock.advance(6)
+    rules.ingest({"panel.main_power_fault": True})
+    clock.advance(6)
+    rules.evaluate()
+    got = [(e.key, e.active, e.location.floor if e.location else None, e.location.area if e.location else None)
+           for e in outbox.events()]
+    assert got == [
+        ("fire.alarm#12", True, 12, None), ("fire.alarm#13", True, 13, "东侧走廊"),
+        ("fire.alarm#12", False, 12, None),  # the clear of zone 12 names zone 12 only
+        ("fire.alarm#14", True, None, None),  # not in the map: the panel's own location
+        ("fire.power_fault", True, None, None),  # not about a zone
+    ]
+    assert outbox.events()[0].location is not None and outbox.events()[0].location.building == "B3"
+
+
+def test_gateway_events_have_keys() -> None:
+    clock, outbox = FakeClock(), FakeOutbox()
+    rules, _ = _rules("acme-em200", clock, outbox, offline_after_s=5)
+    clock.advance(6)
+    rules.check_liveness()
+    rules.answered()
+    rules.ingest({"fault.trapped_between_floors": True})
+    clock.advance(3)
+    rules.evaluate()
+    assert [(e.event, e.key) for e in outbox.events()] == [
+        ("device.offline", "device.offline"), ("device.offline", "device.offline"),
+        ("elevator.entrapment", "elevator.entrapment.between_floors")]
 
 
 # --- linkage ----------------------------------------------------------------------------------------------
