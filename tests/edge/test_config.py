@@ -21,6 +21,8 @@ def test_example_config_is_valid() -> None:
     assert door_rule.require_signals == 2
     assert config.outbox.path.is_absolute()
     assert "acme-em200" in catalog
+    panel = config.device("b3-fire-panel")
+    assert panel is not None and panel.zone_locations()[13].floor == 13
 
 
 def _write(tmp_path: Path, text: str) -> Path:
