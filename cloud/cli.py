@@ -6,6 +6,7 @@ each command validates only the sections it uses. Command-line options override 
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -81,7 +82,9 @@ def ingest(
         base = dict((data.get("ingest") or {}).get("mqtt") or {})
         overrides["mqtt"] = MqttConfig.model_validate({**base, "host": host or "127.0.0.1", "port": int(port)})
     cfg = section(data, "ingest", IngestConfig, overrides, config)
-    run_workers(db, cfg, workers, first_index=index)
+    stopped_by = run_workers(db, cfg, workers, first_index=index)
+    if stopped_by is not None and stopped_by != signal.SIGINT:
+        raise typer.Exit(128 + stopped_by)  # stopped by a service manager or a hang-up, not by Ctrl-C
 
 
 app.command("serve")(serve_command)
