@@ -14,9 +14,10 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from cloud.config_file import load_file
-from cloud.db import DatabaseConfig
-from cloud.ingest.config import IngestConfig, MqttConfig
 from cloud.serve_cli import serve_command
+
+# The backend's modules (psycopg, FastAPI, …) are imported inside the commands, so the ``xiaoqu`` command
+# of a gateway-only install starts; `xiaoqu cloud …` there says which extra to install (xiaoqu.cli).
 
 app = typer.Typer(no_args_is_help=True, help="Backend: migrate, ingest, serve.")
 
@@ -42,6 +43,7 @@ def migrate(
     flavour: str | None = typer.Option(None, help="auto | timescale | native (only at the first migrate)."),
 ) -> None:
     """Create or upgrade the database schema (re-runnable)."""
+    from cloud.db import DatabaseConfig
     from cloud.db.migrate import MigrationError
     from cloud.db.migrate import migrate as run_migrate
     from cloud.ingest.maintenance import apply_retention, ensure_partitions_ahead
@@ -72,6 +74,8 @@ def ingest(
     index: int = typer.Option(0, min=0, help="index of the first worker (client id '<client_id>-<index>')."),
 ) -> None:
     """Consume telemetry, events, state and acks from MQTT and store them (ack after commit)."""
+    from cloud.db import DatabaseConfig
+    from cloud.ingest.config import IngestConfig, MqttConfig
     from cloud.ingest.worker import run_workers
 
     data = load_file(config)
