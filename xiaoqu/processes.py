@@ -30,7 +30,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -52,10 +52,6 @@ def _load_prctl() -> Callable[..., int] | None:
 
 
 _prctl = _load_prctl()
-
-
-def death_signal_supported() -> bool:
-    return _prctl is not None
 
 
 def exit_code(signum: int) -> int:
@@ -263,15 +259,6 @@ def stop(children: Sequence[Child], *, sig: int = signal.SIGTERM, grace_s: float
             _wait(p, 5.0)
         elif group:
             _signal(p, signal.SIGKILL, True)  # stragglers of a leader that has ended (usually none)
-
-
-@contextlib.contextmanager
-def owned(children: list[Child], *, grace_s: float = 10.0, group: bool = False) -> Iterator[list[Child]]:
-    """``with owned([]) as kids:`` — every child appended is stopped when the block ends, however it ends."""
-    try:
-        yield children
-    finally:
-        stop(list(reversed(children)), grace_s=grace_s, group=group)
 
 
 def exit_on_stop_signals() -> None:
