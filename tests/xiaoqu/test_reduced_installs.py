@@ -107,9 +107,15 @@ def _one_line_naming(done: subprocess.CompletedProcess[str], extra: str) -> None
     assert len(lines) == 1 and f"pip install 'xiaoqu[{extra}]'" in lines[0], done.stderr
 
 
-def test_gateway_install_checks_configs_and_profiles(edge_venv: Venv) -> None:
+def test_gateway_install_checks_configs_and_profiles(edge_venv: Venv, tmp_path: Path) -> None:
     out = _ok(edge_venv.run(edge_venv.xiaoqu, "edge", "check", "--config", REPO / "edge/examples/gateway.yaml"))
     assert "gw-b3" in out and "OK" in out
+    config = tmp_path / "gateway.yaml"
+    shutil.copy(REPO / "edge/examples/gateway.yaml", config)
+    _ok(edge_venv.run(edge_venv.xiaoqu, "onboard", "add", "--gateway-config", config, "--profile", "acme-em200",
+                      "--device-id", "b3-lift-9", "--building", "B3", "--modbus", "192.0.2.39:502"))
+    assert "b3-lift-9" in config.read_text()
+    _ok(edge_venv.run(edge_venv.xiaoqu, "edge", "check", "--config", config))
     _ok(edge_venv.run(edge_venv.xiaoqu, "profile", "validate", REPO / "device_profiles"))
     assert "acme-em200" in _ok(edge_venv.run(edge_venv.xiaoqu, "profile", "list"))
 
