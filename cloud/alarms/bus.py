@@ -93,8 +93,11 @@ class PgChangeRelay:
         try:
             self._outbox.put_nowait(change)
         except asyncio.QueueFull:
-            log.warning("change relay backlog full; %s #%s not sent to the other processes", change.get("kind"),
-                        change.get("id"))
+            log.warning(
+                "change relay backlog full; %s #%s not sent to the other processes",
+                change.get("kind"),
+                change.get("id"),
+            )
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Relay until ``stop`` is set; ``ready`` is set once this process listens."""

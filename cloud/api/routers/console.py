@@ -333,9 +333,7 @@ async def commission(
 ) -> dict[str, Any]:
     passed = all(c.passed for c in body.checks)
     async with conn.transaction():
-        cur = await conn.execute(
-            "SELECT building, floor, unit, profile_id FROM devices WHERE id = %s", (device_id,)
-        )
+        cur = await conn.execute("SELECT building, floor, unit, profile_id FROM devices WHERE id = %s", (device_id,))
         row = await cur.fetchone()
         if row is None:
             raise not_found(f"device {device_id!r}")
