@@ -320,3 +320,57 @@ async def _wait_rows(dsn: str, sql: str, n: int) -> list[tuple[Any, ...]]:
             return got
         await asyncio.sleep(0.05)
     raise AssertionError(f"expected {n} rows from {sql!r}, got {rows(dsn, sql)}")
+
+
+async def test_installer_registers_and_commissions_a_detector(
+    console_backend: Any, compound_db: str, chromium: Any, tmp_path: Path
+) -> None:
+    base, dsn = console_backend.base_url, compound_db
+    errors: list[str] = []
+    ctx = await chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    page = await ctx.new_page()
+    page.set_default_timeout(10_000)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"{base}/install")
+    await expect(page.locator("#login h2")).to_have_text("安装人员登录")
+    await log_in(page, "installer")
+
+    # Pick the profile, bind to B3 F13 unit 1302 on the building's gateway.
+    form = page.locator("#register")
+    await form.locator("select[name=profile_id]").select_option("acme-sd10")
+    await form.locator("input[name=id]").fill("b3-f13-sd1")
+    await expect(form.locator("input[name=gateway_id]")).to_have_value(GATEWAY)
+    await form.locator("select[name=building]").select_option("B3")
+    await form.locator("input[name=floor]").fill("13")
+    await form.locator("input[name=unit]").fill("1302")
+    await form.locator("button[type=submit]").click()
+    await expect(page.locator("#registered")).to_have_text("已登记 b3-f13-sd1")
+    assert rows(dsn, "SELECT building, floor, unit, gateway_id FROM devices WHERE id = 'b3-f13-sd1'") == [
+        ("B3", 13, "1302", GATEWAY)
+    ]
+    checklist = page.locator("#checklist")
+    await expect(checklist.locator(".check")).to_have_count(3)
+    await expect(checklist.locator('[data-check="event:smoke.test"]')).to_contain_text("按下测试按键，等待「测试」到达")
+    await expect(checklist.locator('[data-check="probe"]')).to_contain_text("网关侧探测命令尚未实现")
+
+    # The detector comes online and its test press arrives (as ingest stores them).
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE devices SET state = 'online', last_seen = now() WHERE id = 'b3-f13-sd1'")
+        insert_event(conn, "b3-f13-sd1", "smoke.test", severity="info", gw=GATEWAY)
+    await expect(checklist.locator(".check.passed")).to_have_count(2)
+    await checklist.locator("textarea[name=note]").fill("13F 1302 门口吸顶安装")
+    await checklist.locator("#record").click()
+    await expect(checklist.locator("#recorded")).to_contain_text("调试结果已记入审计日志 (通过)")
+    await shot(page, tmp_path, "14-installer")
+    [(actor, detail)] = rows(
+        dsn, "SELECT actor, detail FROM audit_log WHERE action = 'device.commission' AND target_id = 'b3-f13-sd1'"
+    )
+    assert actor == "installer" and detail["passed"] is True
+    assert [c["passed"] for c in detail["checks"]] == [True, True]
+    assert detail["location"] == {"building": "B3", "floor": 13, "unit": "1302"}
+    assert rows(dsn, "SELECT action FROM audit_log WHERE target_id = 'b3-f13-sd1' ORDER BY id") == [
+        ("device.register",),
+        ("device.commission",),
+    ]
+    assert errors == []
+    await ctx.close()
