@@ -301,8 +301,11 @@ async def test_fire_drill_in_the_console(console_backend: Any, compound_db: str,
         # English is one click away and stays chosen after a reload.
         await page.click("#lang")
         await expect(page.locator("#nav a[data-route=map]")).to_have_text("Map")
-        await page.goto(f"{base}/#/alarms")
+        await page.evaluate("location.hash = '#/alarms'")
+        await page.reload()
+        assert await page.evaluate("window.__sameDocument") is None  # a real reload
         await expect(page.locator("#nav a[data-route=alarms]")).to_have_text("Alarms")
+        await expect(page.locator("#alarms td.type").first).to_have_text("Smoke alarm · 烟雾报警")
         await expect(page.locator("#live")).to_have_text("live")
         await shot(page, tmp_path, "13-english")
         assert errors == []
