@@ -25,7 +25,7 @@ from cloud.web import WEB_DIR
 from cloud.web.labels import labels as build_labels
 from cloud.web.sound import alarm_wav
 from contract.base import StrictModel
-from device_profiles import SHIPPED_DIR, Catalog, load_catalog
+from device_profiles import SHIPPED_DIR, Catalog, CompiledProfile, UnknownProfile, load_catalog
 
 router = APIRouter(prefix="/api", tags=["console"])
 pages = APIRouter(include_in_schema=False)
@@ -310,6 +310,51 @@ async def device_events(
         since,
         min(max(limit, 1), 500),
     )
+
+
+QUALITY = {0: "good", 1: "uncertain", 2: "bad"}
+
+
+@router.get("/devices/{device_id}/points", summary="Each profile point: the latest value the gateway reported")
+async def device_points(
+    device_id: str,
+    conn: Conn,
+    state: State,
+    _: Annotated[Principal, Depends(require("devices.read"))],
+    since: datetime | None = None,
+) -> dict[str, Any]:
+    """Pass / fail per point from what the gateway actually read (its first read reports every point with
+    its quality): ``good``, ``uncertain``, ``bad`` (the read failed) or ``missing`` (nothing since ``since``,
+    default the last 24 h)."""
+    cur = await conn.execute("SELECT profile_id FROM devices WHERE id = %s", (device_id,))
+    row = await cur.fetchone()
+    if row is None:
+        raise not_found(f"device {device_id!r}")
+    try:
+        points = CompiledProfile(shipped_catalog().get(row[0])).points
+    except UnknownProfile:
+        points = []
+    since = since or state.clock.now() - timedelta(days=1)
+    latest = {
+        r["point"]: r
+        for r in await _rows(
+            conn,
+            "SELECT DISTINCT ON (point) point, ts, value, value_text, quality FROM telemetry "
+            "WHERE device_id = %s AND ts >= %s ORDER BY point, ts DESC",
+            device_id,
+            since,
+        )
+    }
+    out = []
+    for p in points:
+        r = latest.get(p.name)
+        status_ = "missing" if r is None else QUALITY.get(r["quality"], "bad")
+        value = None if r is None else (r["value_text"] if r["value_text"] is not None else r["value"])
+        out.append(
+            {"name": p.name, "label": p.label, "unit": p.unit, "value": value, "ts": r and r["ts"], "status": status_}
+        )
+    counts = {k: sum(1 for p in out if p["status"] == k) for k in ("good", "uncertain", "bad", "missing")}
+    return {"device_id": device_id, "profile_id": row[0], "since": since.isoformat(), "counts": counts, "points": out}
 
 
 class CheckIn(StrictModel):

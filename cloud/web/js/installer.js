@@ -2,8 +2,10 @@
 // /api/devices), then a commissioning checklist — the device is heard from, each detector's test press
 // arrives — recorded in the audit log (POST /api/devices/{id}/commissioning). The installer has no live
 // stream, so the checklist asks the API every 2 s while it is open.
-// Not built: probing the points through the gateway from here needs a gateway-side probe command
-// (today `xiaoqu onboard probe` runs on the gateway itself); the checklist says so.
+// Per point, pass / fail comes from what the gateway actually read (GET /api/devices/{id}/points: its
+// first read reports every point with its quality). Not built: an active probe through the gateway from
+// here needs a gateway-side probe command (today `xiaoqu onboard probe` runs on the gateway itself); the
+// checklist says so.
 
 import { $, api, el, fmtTime, profileInfo, setTimeZone, showError, start, t, typeLabel, where } from "./core.js";
 
@@ -48,8 +50,10 @@ function checksFor(device) {
 function renderChecklist(device, since) {
   clearInterval(poll);
   const checks = checksFor(device);
+  checks.push({ key: "points", text: t("inst.check.points", { good: 0, total: "?" }) });
   const state = new Map(checks.map((c) => [c.key, { passed: false, detail: null }]));
   const list = el("ul", { class: "checks" });
+  const pointsBox = el("div", { class: "points" });
   const note = el("textarea", { name: "note", rows: 2 });
   const result = el("p", { class: "muted", id: "recorded" });
   const draw = () => list.replaceChildren(
@@ -72,14 +76,32 @@ function renderChecklist(device, since) {
       const hit = c.type && events.find((e) => e.type === c.type);
       if (hit && !state.get(c.key).passed) state.set(c.key, { passed: true, at: hit.received_at, detail: `${hit.type} ${hit.ts}` });
     }
+    const pts = await api("GET", `/api/devices/${encodeURIComponent(device.id)}/points?since=${encodeURIComponent(since.toISOString())}`).catch(() => null);
+    if (pts) {
+      const total = pts.points.length;
+      const c = checks.find((x) => x.key === "points");
+      c.text = t("inst.check.points", { good: pts.counts.good, total });
+      const ok = total > 0 && pts.counts.good === total;
+      const newest = pts.points.map((p) => p.ts).filter(Boolean).sort().pop();
+      state.set("points", { passed: ok, at: newest, detail: JSON.stringify(pts.counts) });
+      drawPoints(pts);
+    }
     draw();
   };
+  const drawPoints = (pts) => pointsBox.replaceChildren(
+    el("h3", {}, t("inst.points"), " ", el("span", { class: "muted" }, t("inst.points.summary", pts.counts))),
+    el("table", { id: "points" }, el("tbody", {}, ...pts.points.map((p) => el("tr", { "data-point": p.name, class: `pt-${p.status}` },
+      el("td", { class: "mark" }, p.status === "good" ? "✓" : p.status === "missing" ? "…" : "✗"),
+      el("td", {}, p.label ?? p.name), el("td", { class: "muted" }, p.name),
+      el("td", {}, p.value === null || p.value === undefined ? "" : `${p.value}${p.unit ? ` ${p.unit}` : ""}`),
+      el("td", { class: "pt-status" }, t(`inst.point.${p.status}`)), el("td", { class: "muted" }, p.ts ? fmtTime(p.ts, { date: false }) : ""))))));
   poll = setInterval(tick, 2000);
   tick();
   $("#checklist").replaceChildren(
     el("h2", {}, `${t("inst.checklist")} · ${device.id}`),
     el("p", {}, `${device.profile_id} · ${where(device)}`),
     list,
+    pointsBox,
     field("inst.note", note),
     el("button", {
       type: "button", id: "record",

@@ -352,15 +352,38 @@ async def test_installer_registers_and_commissions_a_detector(
         ("B3", 13, "1302", GATEWAY)
     ]
     checklist = page.locator("#checklist")
-    await expect(checklist.locator(".check")).to_have_count(3)
+    await expect(checklist.locator(".check")).to_have_count(4)
+    await expect(checklist.locator("#points tr.pt-missing")).to_have_count(7)  # every acme-sd10 point
     await expect(checklist.locator('[data-check="event:smoke.test"]')).to_contain_text("按下测试按键，等待「测试」到达")
     await expect(checklist.locator('[data-check="probe"]')).to_contain_text("网关侧探测命令尚未实现")
 
-    # The detector comes online and its test press arrives (as ingest stores them).
+    # The detector comes online: its first report carries every point, the signal strength read badly;
+    # then its test press arrives (all as ingest stores them).
+    def report(conn: psycopg.Connection[Any], rssi_quality: int) -> None:
+        now = datetime.now(UTC)
+        conn.execute("SELECT xq_ensure_telemetry_partition(%s)", (now.date(),))
+        values = {"smoke.alarm": 0, "smoke.obscuration": 0.2, "test_button": 0, "tamper": 0, "fault": 0,
+                  "battery_pct": 96, "rssi_dbm": -71}  # fmt: skip
+        for point, value in values.items():
+            quality = rssi_quality if point == "rssi_dbm" else 0
+            conn.execute(
+                "INSERT INTO telemetry (ts, device_id, point, value, quality) VALUES (%s, 'b3-f13-sd1', %s, %s, %s)",
+                (now, point, value, quality),
+            )
+        conn.execute("UPDATE devices SET state = 'online', last_seen = %s WHERE id = 'b3-f13-sd1'", (now,))
+
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("UPDATE devices SET state = 'online', last_seen = now() WHERE id = 'b3-f13-sd1'")
+        report(conn, rssi_quality=2)
+    await expect(checklist.locator('#points tr[data-point="rssi_dbm"] .pt-status')).to_have_text("读取失败")
+    await expect(checklist.locator('#points tr[data-point="battery_pct"]')).to_contain_text("96 %")
+    await expect(checklist.locator("#points tr.pt-good")).to_have_count(6)
+    await expect(checklist.locator('[data-check="points"]')).not_to_have_class("check passed")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        report(conn, rssi_quality=0)
         insert_event(conn, "b3-f13-sd1", "smoke.test", severity="info", gw=GATEWAY)
-    await expect(checklist.locator(".check.passed")).to_have_count(2)
+    await expect(checklist.locator("#points tr.pt-good")).to_have_count(7)
+    await expect(checklist.locator(".check.passed")).to_have_count(3)
+    await expect(checklist.locator('[data-check="points"]')).to_contain_text("每个点位读取正常 (7/7)")
     await checklist.locator("textarea[name=note]").fill("13F 1302 门口吸顶安装")
     await checklist.locator("#record").click()
     await expect(checklist.locator("#recorded")).to_contain_text("调试结果已记入审计日志 (通过)")
@@ -369,7 +392,7 @@ async def test_installer_registers_and_commissions_a_detector(
         dsn, "SELECT actor, detail FROM audit_log WHERE action = 'device.commission' AND target_id = 'b3-f13-sd1'"
     )
     assert actor == "installer" and detail["passed"] is True
-    assert [c["passed"] for c in detail["checks"]] == [True, True]
+    assert [c["passed"] for c in detail["checks"]] == [True, True, True]
     assert detail["location"] == {"building": "B3", "floor": 13, "unit": "1302"}
     assert rows(dsn, "SELECT action FROM audit_log WHERE target_id = 'b3-f13-sd1' ORDER BY id") == [
         ("device.register",),
