@@ -39,6 +39,8 @@ def _profile_labels(p: Profile) -> dict[str, Any]:
         "events": [
             {
                 "type": e.type,
+                # The alarm identity of the row: its ``key:`` or type / type#{n} (the template for repeated rows).
+                "key": e.key_for(None) if e.repeat is None else (e.key or f"{e.type}#{{n}}"),
                 "label": e.label,
                 "severity": e.severity,
                 "life_safety": e.life_safety,

@@ -133,11 +133,12 @@ async def get_layout(
     devices = [d for d in devices if scope.allows(site_id, d["building"])]
     alarms = await _rows(
         conn,
-        "SELECT id, device_id, building, floor, type, severity, acknowledged FROM alarms "
+        "SELECT id, device_id, building, floor, unit, key, type, severity, acknowledged, detail FROM alarms "
         "WHERE site_id = %s AND active AND building IS NOT NULL",
         site_id,
     )
     alarms = [a for a in alarms if scope.allows(site_id, a["building"])]
+    floor_of = {d["id"]: d["floor"] for d in devices}
     declared = {b["id"]: b for b in (site["layout"] or {}).get("buildings", [])}
     names = set(declared) | {d["building"] for d in devices if d["building"]}
     if scope.buildings is not None:
@@ -176,6 +177,10 @@ async def get_layout(
         "site": {"id": site["id"], "name": site["name"], "timezone": site["timezone"] or DEFAULT_TZ},
         "buildings": buildings,
         "devices": sorted(devices, key=lambda d: (_natural(d["building"] or ""), d["floor"] or 0, _natural(d["id"]))),
+        # Active alarms located elsewhere than their device (a panel zone's floor): pins on the map.
+        "remote_alarms": [
+            a for a in alarms if a["floor"] is not None and a["floor"] != floor_of.get(a["device_id"], a["floor"])
+        ],
     }
 
 

@@ -425,14 +425,16 @@ function mapPage() {
     body = compoundSvg(layout, (id) => { location.hash = `#/map/${encodeURIComponent(id)}`; });
   } else {
     const devs = layout.devices.filter((d) => d.building === b.id);
+    const pins = (layout.remote_alarms || []).filter((a) => a.building === b.id)
+      .map((a) => ({ ...a, profile_id: deviceProfiles.get(a.device_id) }));
     crumbs.append(" › ", el("a", { href: `#/map/${encodeURIComponent(b.id)}` }, b.name));
     if (floor === undefined) {
-      body = buildingSvg(b, devs, (f) => { location.hash = `#/map/${encodeURIComponent(b.id)}/${f}`; });
+      body = buildingSvg(b, devs, (f) => { location.hash = `#/map/${encodeURIComponent(b.id)}/${f}`; }, pins);
     } else {
       const f = Number(floor);
       crumbs.append(" › ", f < 0 ? t("map.floorB", { n: -f }) : t("map.floor", { n: f }));
       const info = el("div", { class: "device-info" });
-      body = el("div", {}, floorSvg(b, f, devs, { onDevice: (d) => showDevice(d, info) }), info);
+      body = el("div", {}, floorSvg(b, f, devs, { onDevice: (d) => showDevice(d, info), pins }), info);
     }
   }
   view().replaceChildren(el("section", { class: "map-page" }, crumbs, legend(), body));

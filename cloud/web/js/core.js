@@ -115,13 +115,15 @@ function subset(small, big) {
 
 // The label of an alarm / event type; with the device's profile and the alarm's detail, the exact row's
 // (平层关人 vs 非平层关人).
-export function typeLabel(type, { profile, detail } = {}) {
+export function typeLabel(type, { profile, detail, key } = {}) {
   const entry = LABELS.event_types[type];
   let zh = entry?.label ?? null;
   const prof = LABELS.profiles[profile ?? ""];
   if (prof) {
     const rows = prof.events.filter((e) => e.type === type && e.label);
-    const row = rows.find((e) => Object.keys(e.detail).length && subset(e.detail, detail)) ?? (rows.length === 1 ? rows[0] : null);
+    const row = (key && rows.find((e) => templateMatch(e.key, key)))
+      ?? rows.find((e) => Object.keys(e.detail).length && subset(e.detail, detail))
+      ?? (rows.length === 1 ? rows[0] : null);
     if (row) zh = row.label;
   }
   if (lang === "en") {
@@ -132,7 +134,7 @@ export function typeLabel(type, { profile, detail } = {}) {
 }
 
 export function alarmLabel(a) {
-  let text = typeLabel(a.type, { profile: deviceProfiles.get(a.device_id), detail: a.detail });
+  let text = typeLabel(a.type, { profile: deviceProfiles.get(a.device_id), detail: a.detail, key: a.key });
   const zone = a.detail?.zone;
   if (zone !== undefined && zone !== null) text += ` · ${t("alarm.zone", { n: zone })}`;
   return text;

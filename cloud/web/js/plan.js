@@ -52,7 +52,7 @@ export function compoundSvg(layout, onBuilding) {
 }
 
 // A building's elevation: one band per floor with its devices; alarmed floors highlighted.
-export function buildingSvg(building, devices, onFloor) {
+export function buildingSvg(building, devices, onFloor, pins = []) {
   const rowH = 26, labelW = 64, bandW = 440, shaftW = 70;
   const floors = building.floors;
   const alarmed = new Map(building.alarmed_floors.map((a) => [a.floor, a.severity]));
@@ -76,6 +76,10 @@ export function buildingSvg(building, devices, onFloor) {
         class: `marker ${markerState(d)}`, cx: labelW + 16 + j * 20, cy: y + rowH / 2, r: 7, "data-device": d.id,
       }, el("title", {}, deviceTitle(d))));
     });
+    pins.filter((a) => a.floor === f).forEach((a, j) => {
+      const cx = labelW + bandW - 16 - j * 20, cy = y + rowH / 2;
+      g.append(pin(a, cx, cy, 8));
+    });
     svg.append(g);
   });
   // Devices of the whole building (lifts): drawn in the shaft column.
@@ -91,7 +95,7 @@ export function buildingSvg(building, devices, onFloor) {
 }
 
 // One floor: units above and below a corridor; unit devices inside their unit, the others on the corridor.
-export function floorSvg(building, floor, devices, { unit, device, onDevice } = {}) {
+export function floorSvg(building, floor, devices, { unit, device, onDevice, pins = [] } = {}) {
   const here = devices.filter((d) => d.floor === floor);
   const units = [...new Set(here.map((d) => d.unit).filter(Boolean))];
   const count = Math.max(building.units_per_floor || 0, units.length, 2);
@@ -147,7 +151,18 @@ export function floorSvg(building, floor, devices, { unit, device, onDevice } = 
       el("text", { x: cx, y: cy + 24, class: "device-label" }, d.name || d.id),
     ));
   }
+  pins.filter((a) => a.floor === floor).forEach((a, j) => {
+    const b = a.unit && boxes.get(a.unit);
+    svg.append(pin(a, b ? b.x + uw - 30 : W - 40 - j * 40, b ? b.y + 30 : 10 + uh + cor / 2 - 12, 12));
+  });
   return svg;
+}
+
+// An alarm located away from its device (a fire panel's zone on this floor): a diamond in the alarm colour.
+function pin(a, cx, cy, r) {
+  return el("g", { class: `pin sev-${a.severity}${a.acknowledged ? " acked" : ""}`, "data-alarm": a.id },
+    el("title", {}, `${typeLabel(a.type, { profile: a.profile_id, key: a.key, detail: a.detail })} · ${a.device_id}`),
+    el("polygon", { points: `${cx},${cy - r} ${cx + r},${cy} ${cx},${cy + r} ${cx - r},${cy}` }));
 }
 
 export function worstFirst(a, b) {

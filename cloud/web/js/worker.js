@@ -78,7 +78,9 @@ async function whereToGo(o, holder) {
       return;
     }
     holder.replaceChildren(el("p", { class: "go" }, `${b.name} · ${where(o)}`),
-      floorSvg(b, o.floor, layout.devices.filter((d) => d.building === b.id), { unit: o.unit }));
+      floorSvg(b, o.floor, layout.devices.filter((d) => d.building === b.id), {
+        unit: o.unit, pins: (layout.remote_alarms || []).filter((a) => a.building === b.id),
+      }));
   } catch (err) {
     holder.replaceChildren(el("p", { class: "error" }, err.message));
   }

@@ -31,10 +31,12 @@ def test_labels_come_from_the_profiles() -> None:
     }  # fmt: skip
     em = out["profiles"]["acme-em200"]
     rows = [e for e in em["events"] if e["type"] == "elevator.entrapment"]
-    assert [(e["label"], e["detail"]) for e in rows] == [
-        ("平层关人", {"between_floors": False}),
-        ("非平层关人", {"between_floors": True}),
+    assert [(e["key"], e["label"], e["detail"]) for e in rows] == [
+        ("elevator.entrapment.at_floor", "平层关人", {"between_floors": False}),
+        ("elevator.entrapment.between_floors", "非平层关人", {"between_floors": True}),
     ]
+    panel_fire = next(e for e in out["profiles"]["gst-fp200"]["events"] if e["type"] == "fire.alarm")
+    assert panel_fire["key"] == "fire.alarm#{n}"
     assert {c["name"]: c["label"] for c in em["commands"]}["fire_recall"].startswith("消防迫降")
     fp = out["profiles"]["gst-fp200"]
     assert {"name": "zone{n}.fire", "label": "火警", "unit": None, "enum": None} in fp["points"]

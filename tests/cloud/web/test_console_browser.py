@@ -145,10 +145,22 @@ async def test_fire_drill_in_the_console(console_backend: Any, compound_db: str,
         last_ts = datetime.fromisoformat(rows(dsn, "SELECT last_ts::text FROM alarms WHERE id = %s", alarm_id)[0][0])
         await expect(row).to_contain_text(last_ts.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S"))
 
-        # The second detector on F12 confirms the fire: incident, linkage commands to B3's doors and lifts.
+        # The fire panel's zone 12 (its loop on F12; the panel itself sits in the fire control room on F1)
+        # confirms the fire: incident, linkage commands to B3's doors and lifts. The zone's alarm is on F12.
         with psycopg.connect(dsn, autocommit=True) as conn:
-            insert_event(conn, "b3-f12-sd2", "smoke.alarm", gw=GATEWAY)
+            insert_event(
+                conn,
+                "b3-fp",
+                "fire.alarm",
+                gw=GATEWAY,
+                key="fire.alarm#12",
+                detail={"zone": "12"},
+                location={"building": "B3", "floor": 12},
+            )
         await expect(page.locator("#alarms tbody tr")).to_have_count(2)
+        panel_row = page.locator("#alarms tbody tr", has_text="b3-fp")
+        await expect(panel_row.locator("td.type")).to_have_text("火警 · 回路 12")
+        await expect(panel_row).to_contain_text("B3 12层")
         sent = await _wait_rows(dsn, "SELECT id, device_id FROM commands WHERE state = 'sent' ORDER BY device_id", 4)
         assert sorted(d for _, d in sent) == ["b3-door", "b3-el1", "b3-el2", "b3-f12-door"]
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -193,11 +205,16 @@ async def test_fire_drill_in_the_console(console_backend: Any, compound_db: str,
         await tile.click()
         await expect(page.locator("svg.building-view g.floor.alarmed")).to_have_count(1)
         await expect(page.locator('svg.building-view g.floor.alarmed[data-floor="12"]')).to_have_count(1)
+        # The panel's zone-12 alarm is pinned on F12 (the panel itself is drawn on F1, red).
+        await expect(page.locator('svg.building-view g.floor[data-floor="12"] g.pin')).to_have_count(1)
+        await expect(page.locator('svg.building-view g.floor[data-floor="1"] circle.marker.alarm')).to_have_count(1)
         await shot(page, tmp_path, "03-map-building-B3")
         await page.locator('svg.building-view g.floor[data-floor="12"]').click()
         await expect(page.locator("svg.floor-plan.alarmed")).to_have_attribute("data-floor", "12")
         plan = page.locator("svg.floor-plan")
         await expect(plan.locator('g.device[data-device="b3-f12-sd1"] circle.marker.alarm')).to_have_count(1)
+        await expect(plan.locator('g.device[data-device="b3-f12-sd2"] circle.marker.online')).to_have_count(1)
+        await expect(plan.locator("g.pin")).to_have_count(1)
         await expect(plan.locator('g.device[data-device="b3-f12-door"] circle.marker.online')).to_have_count(1)
         await shot(page, tmp_path, "04-map-floor-B3-F12")
 
@@ -208,6 +225,8 @@ async def test_fire_drill_in_the_console(console_backend: Any, compound_db: str,
         inc = page.locator("section.incident")
         await expect(inc.locator("h2")).to_contain_text("火灾 (已确认)")
         await expect(inc.locator("#signals tr")).to_have_count(2)
+        await expect(inc.locator("#signals")).to_contain_text("火警 · 回路 12")
+        await expect(inc.locator("#signals")).to_contain_text("烟雾报警")
         await expect(inc.locator("#commands tr")).to_have_count(4)
         await expect(inc.locator("#commands .cmd-state", has_text="成功")).to_have_count(4)
         await expect(inc.locator("#commands")).to_contain_text("消防迫降")
@@ -305,7 +324,8 @@ async def test_fire_drill_in_the_console(console_backend: Any, compound_db: str,
         await page.reload()
         assert await page.evaluate("window.__sameDocument") is None  # a real reload
         await expect(page.locator("#nav a[data-route=alarms]")).to_have_text("Alarms")
-        await expect(page.locator("#alarms td.type").first).to_have_text("Smoke alarm · 烟雾报警")
+        types = page.locator("#alarms td.type")
+        await expect(types).to_have_text(["Fire alarm · 火警 · zone 12", "Smoke alarm · 烟雾报警"])
         await expect(page.locator("#live")).to_have_text("live")
         await shot(page, tmp_path, "13-english")
         assert errors == []
