@@ -5,6 +5,7 @@ own pages and alarm tone (not in the OpenAPI schema)."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from functools import cache
@@ -100,8 +101,6 @@ async def put_layout(
 
 
 def _json(value: Any) -> str:
-    import json
-
     return json.dumps(value, ensure_ascii=False)
 
 
