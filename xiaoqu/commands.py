@@ -17,6 +17,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "user": ("cloud", "the backend"),
     "edge": ("edge", "the gateway"),
     "onboard": ("edge", "the gateway's installer tools"),
+    "report": ("cloud", "the backend's reports"),
     "sim": ("sim", "the simulators"),
     "demo": ("edge,cloud,sim", "the whole loop"),
 }

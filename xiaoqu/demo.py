@@ -381,7 +381,7 @@ def _run(run: Run, mqtt_url: str, dsn: str) -> DemoResult:
     _summary(console, seen)
     if report.exists():
         console.print(f"simulator report (what was injected and when): {report}")
-    from cloud.report import write_drill_report
+    from cloud.report.drill import write_drill_report
 
     drill_html = (config.workdir or Path.cwd()) / f"drill-report-{started:%Y%m%d-%H%M%S}.html"  # outlives the demo
     try:

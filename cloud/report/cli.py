@@ -12,7 +12,6 @@ import typer
 
 from cloud.cli import CONFIG_OPTION, section
 from cloud.config_file import load_file
-from cloud.db import DatabaseConfig
 
 app = typer.Typer(no_args_is_help=True, help="Reports from the backend's records.")
 
@@ -49,7 +48,9 @@ def drill(
     linkage commands and their outcomes; each signal against the GB/T 26875.1 10 s limit. Exit 1 if any fails."""
     import psycopg
 
-    from cloud.report import DrillQuery, build_drill_report, load_sim_report, render_html
+    from cloud.db import DatabaseConfig
+    from cloud.report.drill import DrillQuery, build_drill_report, load_sim_report
+    from cloud.report.html import render_html
 
     try:
         tz: tzinfo = UTC if tz_name.upper() == "UTC" else ZoneInfo(tz_name)

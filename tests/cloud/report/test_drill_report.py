@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from cloud.alarms import store
 from cloud.alarms.engine import DecisionEngine
 from cloud.alarms.testkit import insert_ack, insert_event
-from cloud.report import DrillQuery, build_drill_report, render_html
+from cloud.report.drill import DrillQuery, build_drill_report
+from cloud.report.html import render_html
 
 pytestmark = pytest.mark.integration
 
