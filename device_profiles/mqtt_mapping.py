@@ -1,54 +1,55 @@
-"""MQTT point mapping: topic templates and a small JSON path subset (``$.a.b[0].c``)."""
+"""MQTT point mapping: topic templates and standard JSONPath (RFC 9535) into payloads.
+
+Paths are compiled once (:func:`compile_path`, cached by text) when a profile is loaded, so a path that
+does not compile is a profile error at its file:line, never a surprise on the device's first message.
+Any RFC 9535 query works, e.g. ``$.battery``, ``$.radio.rssi``, ``$.items[0]``, ``$['a b']`` or a filter
+that picks a list item by a field, ``$.data[?@.k=='gas'].v``. A point takes the *first* node the query
+selects; a query that selects nothing means the message does not carry that point.
+"""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from contract.messages import Scalar
+import jsonpath_rfc9535
+from jsonpath_rfc9535 import JSONPathError, JSONPathQuery
 
-_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[['\"]([^'\"]+)['\"]\]")
+from contract.messages import Scalar
 
 
 class PathError(ValueError):
-    """A JSON path outside the supported subset."""
+    """A JSON path that is not a valid RFC 9535 query."""
 
 
 class Missing(LookupError):
     """The payload has nothing at that path."""
 
 
-@lru_cache(maxsize=1024)
-def parse_path(path: str) -> tuple[str | int, ...]:
-    """``$.radio.rssi`` → ('radio', 'rssi'); ``$.items[0]`` → ('items', 0)."""
+@lru_cache(maxsize=8192)
+def compile_path(path: str) -> JSONPathQuery:
+    """The compiled query for ``path``; raise :class:`PathError` naming the problem and its column."""
     if not path.startswith("$"):
-        raise PathError(f"JSON path {path!r} must start with '$'")
-    steps: list[str | int] = []
-    pos = 1
-    while pos < len(path):
-        m = _STEP.match(path, pos)
-        if m is None:
-            raise PathError(f"JSON path {path!r}: cannot read from position {pos} ({path[pos:]!r})")
-        steps.append(m.group(1) or (int(m.group(2)) if m.group(2) is not None else m.group(3)))
-        pos = m.end()
-    return tuple(steps)
+        raise PathError(f"JSON path {path!r} must start with '$' (RFC 9535)")
+    try:
+        return jsonpath_rfc9535.compile(path)
+    except JSONPathError as exc:
+        raise PathError(f"JSON path {path!r} does not compile (RFC 9535): {exc}") from None
+
+
+def check_path(path: str) -> str:
+    """``path`` if it compiles; ``{n}`` (a repeat's instance number) is checked as ``0``."""
+    compile_path(path.replace("{n}", "0"))
+    return path
 
 
 def extract(payload: Any, path: str) -> Any:
-    """The value at ``path``; raise :class:`Missing` when the payload has none."""
-    cur = payload
-    for step in parse_path(path):
-        if isinstance(step, int):
-            if not isinstance(cur, list) or step >= len(cur):
-                raise Missing(path)
-            cur = cur[step]
-        else:
-            if not isinstance(cur, dict) or step not in cur:
-                raise Missing(path)
-            cur = cur[step]
-    return cur
+    """The value of the first node ``path`` selects; raise :class:`Missing` when it selects none."""
+    node = compile_path(path).find_one(payload)
+    if node is None:
+        raise Missing(path)
+    return node.value
 
 
 def extract_scalar(payload: Any, path: str) -> Scalar:

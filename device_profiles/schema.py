@@ -15,16 +15,19 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from contract.base import StrictModel
 from contract.messages import Scalar, Severity
 from device_profiles.camera import CameraSpec
+from device_profiles.mqtt_mapping import check_path
 
 ProfileId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 PointName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\{n\})?[a-z0-9_]*(\.[a-z0-9_{}]+)*$")]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")]
 CommandName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+JsonPath = Annotated[str, AfterValidator(check_path)]
+"""An RFC 9535 JSONPath query, compiled when the profile is loaded (``$.data[?@.k=='gas'].v``)."""
 
 DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]
 Table = Literal["coil", "discrete_input", "holding", "input"]
@@ -82,7 +85,7 @@ class RegisterSpec(StrictModel):
 
 class MqttPointSpec(StrictModel):
     topic: str = Field(description="topic template; {prefix} and {device_id} are filled in")
-    path: str = Field(description="JSON path into the payload, e.g. $.battery or $.radio.rssi")
+    path: JsonPath = Field(description="RFC 9535 JSONPath into the payload, e.g. $.battery or $.data[?@.k=='gas'].v")
 
 
 class Point(StrictModel):
@@ -161,9 +164,9 @@ class MessageMatch(StrictModel):
     """A momentary event raised by an MQTT message: ``{topic, where: {path, eq}}``."""
 
     topic: str
-    path: str | None = Field(default=None, description="JSON path of the field to test")
+    path: JsonPath | None = Field(default=None, description="JSON path of the field to test")
     eq: Scalar | None = None
-    detail: dict[str, str] = Field(default_factory=dict, description="detail key → JSON path in the message")
+    detail: dict[str, JsonPath] = Field(default_factory=dict, description="detail key → JSON path in the message")
 
 
 class EventSpec(StrictModel):
@@ -262,9 +265,9 @@ class CommandResultSpec(StrictModel):
     """How an MQTT device answers a command: the topic and where the correlation id and outcome sit."""
 
     topic: str
-    id_path: str = "$.id"
-    ok_path: str = "$.ok"
-    reason_path: str | None = "$.reason"
+    id_path: JsonPath = "$.id"
+    ok_path: JsonPath = "$.ok"
+    reason_path: JsonPath | None = "$.reason"
 
 
 class MqttSettings(StrictModel):
