@@ -20,6 +20,7 @@ from device_profiles.schema import (
     RegisterSpec,
     Repeat,
 )
+from device_profiles.values import PointType, convert
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,12 +30,24 @@ class ConcretePoint:
     register: RegisterSpec | None
     mqtt: MqttPointSpec | None
     unit: str | None
-    enum: dict[int, str] | None
+    enum: dict[int | str, str] | None
     access: str
     deadband: float | None
     byte_order: ByteOrder = "big"
     word_order: ByteOrder = "big"
     n: int | None = None
+    type: PointType | None = None
+
+    def convert(self, raw: Scalar) -> Scalar:
+        """The raw value (MQTT JSON value, or a register's decoded number) as this point's type; raise
+        :class:`device_profiles.values.ConversionError` with the reason when it does not convert."""
+        scale, offset = (self.mqtt.scale, self.mqtt.offset) if self.mqtt is not None else (1.0, 0.0)
+        return convert(raw, self.type, enum=self.enum, scale=scale, offset=offset)
+
+    @property
+    def register_enum(self) -> dict[int, str] | None:
+        """The enum of a register point (integer keys, checked at load)."""
+        return None if self.enum is None else {int(k): v for k, v in self.enum.items()}
 
     @property
     def span(self) -> tuple[int, int]:
@@ -117,7 +130,7 @@ class CompiledProfile:
                         access=p.access, deadband=p.deadband,
                         byte_order=(reg.byte_order if reg and reg.byte_order else (mb.byte_order if mb else "big")),
                         word_order=(reg.word_order if reg and reg.word_order else (mb.word_order if mb else "big")),
-                        n=n,
+                        n=n, type=p.type,
                     )
                 )
         return out

@@ -21,6 +21,7 @@ from contract.base import StrictModel
 from contract.messages import Scalar, Severity
 from device_profiles.camera import CameraSpec
 from device_profiles.mqtt_mapping import check_path
+from device_profiles.values import PointType
 
 ProfileId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 PointName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\{n\})?[a-z0-9_]*(\.[a-z0-9_{}]+)*$")]
@@ -86,6 +87,8 @@ class RegisterSpec(StrictModel):
 class MqttPointSpec(StrictModel):
     topic: str = Field(description="topic template; {prefix} and {device_id} are filled in")
     path: JsonPath = Field(description="RFC 9535 JSONPath into the payload, e.g. $.battery or $.data[?@.k=='gas'].v")
+    scale: float = Field(default=1.0, description="engineering value = raw number × scale + offset")
+    offset: float = 0.0
 
 
 class Point(StrictModel):
@@ -94,7 +97,13 @@ class Point(StrictModel):
     reg: RegisterSpec | None = Field(default=None, alias="register")
     mqtt: MqttPointSpec | None = None
     unit: str | None = None
-    enum: dict[int, str] | None = Field(default=None, description="raw value → state name")
+    type: PointType | None = Field(
+        default=None, description="float | int | bool | string | enum: what the raw value (number, numeric string, "
+        "register) is converted to; unset = as the device sends it (Modbus: as the register decodes)"
+    )
+    enum: dict[int | str, str] | None = Field(
+        default=None, description="raw value (integer or string key) → state name"
+    )
     access: Literal["r", "rw"] = "r"
     deadband: float | None = Field(default=None, ge=0, description="report by exception beyond this change")
     repeat: Repeat | None = None
@@ -107,6 +116,12 @@ class Point(StrictModel):
             raise ValueError("a repeated point's name must contain {n}")
         if self.enum is not None and self.reg is not None and self.reg.type.startswith("float"):
             raise ValueError("enum needs an integer type")
+        if self.enum is not None and self.reg is not None and not all(isinstance(k, int) for k in self.enum):
+            raise ValueError("a register point's enum keys are the register's integer values")
+        if self.type == "enum" and not self.enum:
+            raise ValueError("type enum needs an enum map (raw value → state name)")
+        if self.enum is not None and self.type not in (None, "enum"):
+            raise ValueError(f"an enum map makes the point's type enum, not {self.type}")
         return self
 
 
@@ -270,10 +285,23 @@ class CommandResultSpec(StrictModel):
     reason_path: JsonPath | None = "$.reason"
 
 
+class TopicTimestamp(StrictModel):
+    """Where a topic's messages carry the device's own observation time."""
+
+    topic: str
+    path: JsonPath = Field(description="JSON path of the time stamp, e.g. $.ts")
+    unit: Literal["ms", "s", "iso"] = Field(description="ms / s since 1970 (UTC), or an ISO 8601 text")
+    max_skew_s: float = Field(
+        default=300.0, gt=0, description="outside this window around the gateway clock the gateway's time is "
+        "used instead and the device is flagged (device.clock_skew)"
+    )
+
+
 class MqttSettings(StrictModel):
     prefix: str = Field(default="xqdev/{device_id}", description="topic prefix for this device")
     status_topic: str | None = Field(default="{prefix}/status", description="retained online/offline + LWT")
     command_result: CommandResultSpec | None = None
+    timestamps: list[TopicTimestamp] = Field(default_factory=list, description="device time stamps, per topic")
 
 
 class Heartbeat(StrictModel):

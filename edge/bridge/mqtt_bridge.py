@@ -26,10 +26,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contract.messages import Scalar
-from device_profiles import CompiledProfile, ConcreteEvent
+from device_profiles import CompiledProfile, ConcreteEvent, ConcretePoint
 from device_profiles.commands import Publish
+from device_profiles.mqtt_decode import checked_time, decode_points
 from device_profiles.mqtt_mapping import Missing, PathError, extract, extract_scalar, fill_topic
-from device_profiles.schema import CommandResultSpec
+from device_profiles.schema import CommandResultSpec, TopicTimestamp
 from edge.rules.clock import Clock
 from edge.rules.device import DeviceRules
 
@@ -63,7 +64,8 @@ class BridgedDevice:
 @dataclass
 class _Route:
     device: BridgedDevice
-    points: list[tuple[str, str]] = field(default_factory=list)
+    points: list[ConcretePoint] = field(default_factory=list)
+    timestamp: TopicTimestamp | None = None
     momentary: list[ConcreteEvent] = field(default_factory=list)
     status: bool = False
     heartbeat: bool = False
@@ -142,11 +144,13 @@ class MqttBridge:
     def _add_routes(self, d: BridgedDevice) -> None:
         for p in d.profile.points:
             if p.mqtt is not None:
-                self._route(d.topic(p.mqtt.topic), d).points.append((p.name, p.mqtt.path))
+                self._route(d.topic(p.mqtt.topic), d).points.append(p)
         for e in d.profile.events:
             if e.on_message is not None:
                 self._route(d.topic(e.on_message.topic), d).momentary.append(e)
         settings = d.profile.profile.mqtt
+        for ts in settings.timestamps if settings is not None else []:
+            self._route(d.topic(ts.topic), d).timestamp = ts
         if settings is not None and settings.status_topic:
             self._route(d.topic(settings.status_topic), d).status = True
         if settings is not None and settings.command_result is not None:
@@ -236,17 +240,15 @@ class MqttBridge:
         if route.result is not None:
             self._command_result(d, route.result, data)
         if route.points:
-            values: dict[str, Scalar | None] = {}
-            missing: list[str] = []
-            for name, path in route.points:
-                try:
-                    values[name] = extract_scalar(data, path)
-                except Missing:
-                    missing.append(name)
-            if values:
-                d.rules.ingest(values)
-            elif missing and not route.momentary:
-                self._bad_payload(d, topic, f"none of {', '.join(missing)} in the payload")
+            decoded = decode_points(route.points, data)
+            ts = None
+            if route.timestamp is not None and (decoded.values or decoded.invalid):
+                ts, problem = checked_time(route.timestamp, data, self.clock.now())
+                d.rules.flag_clock(problem)
+            if decoded.values or decoded.invalid:
+                d.rules.ingest(dict(decoded.values), ts=ts, invalid=decoded.invalid)
+            elif decoded.missing and not route.momentary:
+                self._bad_payload(d, topic, f"none of {', '.join(decoded.missing)} in the payload")
         for e in route.momentary:
             self._momentary(d, e, data)
 
