@@ -55,6 +55,7 @@ class Migration:
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "device registry", Path("devices/migrations/001_registry.sql")),
+    Migration(5, "device presence (offline_since), gateway boot epoch", Path("devices/migrations/005_presence.sql")),
     Migration(10, "ingest messages, events, acks, dead letters", Path("ingest/migrations/010_messages.sql")),
     Migration(
         20,

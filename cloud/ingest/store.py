@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from cloud.db import Flavour
-from cloud.devices.registry import DeviceDirectory, register_birth
+from cloud.devices.registry import GATEWAY_STATEMENTS, DeviceDirectory, apply_offline_events, register_birth
 from contract.codec import decode
 from contract.errors import ContractError
 from contract.messages import CommandAck, Event, GatewayState, HealthReport, Message, TelemetryBatch
@@ -278,7 +278,11 @@ class BatchWriter:
                     if ev.id in new:
                         new_events.append(ev)
                         sites[ev.gw] = topic.site
-                        _newer(device_seen, ev.device, min(ev.ts, item.received_at))
+                        if ev.event not in GATEWAY_STATEMENTS:
+                            _newer(device_seen, ev.device, min(ev.ts, item.received_at))
+                offline = [(e.device, e.active, e.ts) for e in new_events if e.event == "device.offline"]
+                if offline:
+                    apply_offline_events(cur, offline)
 
             if d.acks:
                 a = d.acks
@@ -398,7 +402,8 @@ class BatchWriter:
                         write((p.ts, p.device, p.point, float(v), None, q[p.quality]))
                 n += len(points)
                 seen = min(msg.ts, item.received_at)  # the batch's observation time, never in the future
-                for dev in devs - unknown:
+                # Stale values a gateway republishes (quality bad) are not the device speaking.
+                for dev in {p.device for p in points if p.quality != "bad"}:
                     _newer(device_seen, dev, seen)
                 if unknown:
                     names = ", ".join(sorted(unknown)[:10])

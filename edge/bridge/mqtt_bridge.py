@@ -204,19 +204,24 @@ class MqttBridge:
         self._call(self._connected.clear)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._call(self.handle, msg.topic, bytes(msg.payload))
+        self._call(self.handle, msg.topic, bytes(msg.payload), bool(msg.retain))
 
     # --- messages ----------------------------------------------------------------------------------------
-    def handle(self, topic: str, payload: bytes) -> None:
-        """One device message (runs on the event loop). Never raises on device input."""
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        """One device message (runs on the event loop). Never raises on device input.
+
+        ``retained``: the broker kept it from earlier (delivered on subscribe). Only the status topic's
+        retained message (the device's own online / last will) decides presence; a retained data message is
+        old news: it never counts as the device answering, and is ignored while the device is offline.
+        """
         self.messages_total += 1
         for route in self.routes.get(topic, []):
             try:
-                self._handle_route(route, topic, payload)
+                self._handle_route(route, topic, payload, retained)
             except (ValueError, TypeError, KeyError, PathError) as exc:  # bad device input: log, count, go on
                 self._bad_payload(route.device, topic, str(exc))
 
-    def _handle_route(self, route: _Route, topic: str, payload: bytes) -> None:
+    def _handle_route(self, route: _Route, topic: str, payload: bytes, retained: bool = False) -> None:
         d = route.device
         if route.status:
             status: bool | None = parse_status(payload)
@@ -226,7 +231,11 @@ class MqttBridge:
                 d.rules.set_status(status, "device reported " + ("online" if status else "offline (last will)"))
             if status is False or not (route.points or route.momentary or route.heartbeat or route.result):
                 return
-        d.rules.answered()
+        if retained:
+            if d.rules.online is False or route.result is not None or route.momentary:
+                return  # stale: values of an offline device, old command results, events already raised
+        else:
+            d.rules.answered()
         if not (route.points or route.momentary or route.result):
             return  # heartbeat only: liveness is all it carries
         try:

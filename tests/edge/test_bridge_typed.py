@@ -71,3 +71,20 @@ def test_device_clock_outside_the_window_uses_gateway_time_and_is_flagged() -> N
     assert len(outbox.events("device.clock_skew")) == 1
     bridge.handle("tl/gas1/up", _up(clock, "8", skew_s=1))
     assert [e.active for e in outbox.events("device.clock_skew")] == [True, False]
+
+
+def test_after_the_last_will_only_the_device_itself_brings_it_back() -> None:
+    bridge, outbox, batcher, clock = _bridge()
+    bridge.handle("tl/gas1/will", b"online", True)
+    bridge.handle("tl/gas1/up", _up(clock, "4"))
+    bridge.handle("tl/gas1/will", b"offline")  # the broker publishes its last will
+    assert [e.active for e in outbox.events("device.offline")] == [True]
+    bridge.handle("tl/gas1/up", _up(clock, "4"), True)  # a retained report, e.g. on the bridge's reconnect
+    bridge.handle("tl/gas1/hb", b"{}", True)
+    rules = bridge.devices["gas1"].rules
+    assert rules.online is False and rules.quality["gas.concentration"] == "bad"
+    rules.full_report()  # the periodic full report carries the stale values as bad
+    batcher.flush()
+    assert outbox.samples()[-1][3] == "bad"
+    bridge.handle("tl/gas1/up", _up(clock, "5"))  # live traffic from the device
+    assert rules.online is True and [e.active for e in outbox.events("device.offline")] == [True, False]
