@@ -200,7 +200,8 @@ class GatewayAgent:
     def birth(self) -> GatewayState:
         devices = [DeviceInfo(device=d.id, profile=d.profile, location=d.location, name=d.name)
                    for d in self.config.devices]
-        return GatewayState(gw=self.config.gateway_id, seq=self.outbox.next_seq(), ts=self.clock.now(),
+        return GatewayState(gw=self.config.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(),
+                            ts=self.clock.now(),
                             state="online", software=SOFTWARE, devices=devices)
 
     def devices_online(self) -> tuple[int, int]:

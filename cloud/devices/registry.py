@@ -76,8 +76,10 @@ class DeviceDirectory:
 def register_birth(cur: Cursor, site: str, state: GatewayState, received_at: datetime) -> bool:
     """Apply a gateway state message (birth or death); True when it changed the gateway row.
 
-    A state message older (lower ``seq``) than the one already applied is ignored, so a replayed
-    retained birth never overrides a newer death. Devices announced in a birth are upserted.
+    State messages are ordered by ``(epoch, seq)``: one older than the one already applied is ignored, so a
+    replayed retained birth never overrides a newer death, and the same one twice changes nothing; a new
+    epoch (the gateway's outbox was created anew: re-imaged box, new SD card, seq from 1 again) supersedes
+    whatever the old one said. Devices announced in a birth are upserted.
     """
     sites = {site} | {d.location.site for d in state.devices}
     cur.execute(
@@ -86,17 +88,21 @@ def register_birth(cur: Cursor, site: str, state: GatewayState, received_at: dat
     )
     cur.execute(
         """
-        INSERT INTO gateways AS g (id, site_id, state, state_reason, state_seq, last_seen, software, updated_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, now())
+        INSERT INTO gateways AS g (id, site_id, state, state_reason, state_epoch, state_seq, last_seen, software,
+                                   updated_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())
         ON CONFLICT (id) DO UPDATE SET
             site_id = EXCLUDED.site_id, state = EXCLUDED.state, state_reason = EXCLUDED.state_reason,
-            state_seq = EXCLUDED.state_seq, software = COALESCE(EXCLUDED.software, g.software),
+            state_epoch = EXCLUDED.state_epoch, state_seq = EXCLUDED.state_seq,
+            software = COALESCE(EXCLUDED.software, g.software),
             last_seen = GREATEST(g.last_seen, EXCLUDED.last_seen), updated_at = now()
-        WHERE g.state_seq IS NULL OR EXCLUDED.state_seq > g.state_seq
-           OR (EXCLUDED.state_seq = g.state_seq AND EXCLUDED.state IS DISTINCT FROM g.state)
+        WHERE g.state_seq IS NULL
+           OR (EXCLUDED.state_epoch, EXCLUDED.state_seq) > (g.state_epoch, g.state_seq)
+           OR (EXCLUDED.state_epoch = g.state_epoch AND EXCLUDED.state_seq = g.state_seq
+               AND EXCLUDED.state IS DISTINCT FROM g.state)
         RETURNING id
         """,
-        (state.gw, site, state.state, state.reason, state.seq, received_at, state.software),
+        (state.gw, site, state.state, state.reason, state.epoch, state.seq, received_at, state.software),
     )
     changed = cur.fetchone() is not None
     if changed and state.devices:

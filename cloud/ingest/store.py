@@ -208,7 +208,7 @@ class BatchWriter:
         gateway_seen: dict[str, datetime] = {}
 
         with conn.transaction(), conn.cursor() as cur:
-            for item, topic, state in sorted(d.states, key=lambda x: x[2].seq):
+            for item, topic, state in sorted(d.states, key=lambda x: (x[2].epoch, x[2].seq)):
                 sites[state.gw] = topic.site
                 if register_birth(cur, topic.site, state, item.received_at):
                     changed_states.append(state)
@@ -317,7 +317,7 @@ class BatchWriter:
             if d.health:
                 latest: dict[str, tuple[Inbound, HealthReport]] = {}
                 for item, _, h in d.health:
-                    if h.gw not in latest or h.seq > latest[h.gw][1].seq:
+                    if h.gw not in latest or (h.epoch, h.seq) > (latest[h.gw][1].epoch, latest[h.gw][1].seq):
                         latest[h.gw] = (item, h)
                 cur.execute(
                     "UPDATE gateways AS g SET health = u.h::jsonb, health_at = u.ts "

@@ -35,6 +35,9 @@ LaneName = Literal["alarm", "event", "telemetry"]
 class OutboxLike(Protocol):
     """The part of ``edge.uplink.Outbox`` the gateway uses."""
 
+    @property
+    def epoch(self) -> int: ...
+
     def next_seq(self) -> int: ...
 
     def put(self, message: Message) -> None: ...
@@ -95,7 +98,8 @@ class Emitter:
         key: str | None = None,
     ) -> Event:
         msg = Event(
-            gw=self.gateway_id, seq=self.outbox.next_seq(), ts=ts, device=device, event=event, key=key or event,
+            gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(), ts=ts, device=device,
+            event=event, key=key or event,
             severity=severity, active=active, life_safety=life_safety, detail=dict(detail or {}),
             evidence=list(evidence),
         )
@@ -109,7 +113,8 @@ class Emitter:
         return msg
 
     def telemetry(self, points: list[PointSample], ts: datetime) -> TelemetryBatch:
-        msg = TelemetryBatch(gw=self.gateway_id, seq=self.outbox.next_seq(), ts=ts, points=points)
+        msg = TelemetryBatch(gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(), ts=ts,
+                             points=points)
         self._put(msg)
         return msg
 
@@ -118,13 +123,15 @@ class Emitter:
         detail: Mapping[str, Scalar] | None = None,
     ) -> CommandAck:
         msg = CommandAck(
-            gw=self.gateway_id, seq=self.outbox.next_seq(), ts=ts, command_id=command_id, device=device,
+            gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(), ts=ts, command_id=command_id,
+            device=device,
             status=status, reason=reason, detail=dict(detail or {}),
         )
         self._put(msg)
         return msg
 
     def health(self, health: GatewayHealth, ts: datetime) -> HealthReport:
-        msg = HealthReport(gw=self.gateway_id, seq=self.outbox.next_seq(), ts=ts, health=health)
+        msg = HealthReport(gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(), ts=ts,
+                           health=health)
         self._put(msg)
         return msg
