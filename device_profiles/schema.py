@@ -276,13 +276,34 @@ class ModbusSettings(StrictModel):
     poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
 
 
+DeviceOutcome = Literal["succeeded", "failed", "refused"]
+
+
+class ResultCode(StrictModel):
+    """What one of the device's result codes means."""
+
+    status: DeviceOutcome
+    reason: str | None = Field(default=None, description="reason recorded when the device sends none")
+
+
 class CommandResultSpec(StrictModel):
-    """How an MQTT device answers a command: the topic and where the correlation id and outcome sit."""
+    """How an MQTT device answers a command: the topic, where the correlation id sits and how the answer maps
+    to an outcome — ``ok_path`` (true = succeeded) or a result code (``result_path`` + ``results``)."""
 
     topic: str
     id_path: JsonPath = "$.id"
     ok_path: JsonPath = "$.ok"
+    result_path: JsonPath | None = Field(default=None, description="the device's result code, e.g. $.ret")
+    results: dict[int | str, ResultCode] = Field(
+        default_factory=dict, description="result code → outcome; a code not listed is failed"
+    )
     reason_path: JsonPath | None = "$.reason"
+
+    @model_validator(mode="after")
+    def _codes(self) -> CommandResultSpec:
+        if (self.result_path is None) != (not self.results):
+            raise ValueError("result_path and results go together (the code's path and what each code means)")
+        return self
 
 
 class TopicTimestamp(StrictModel):
@@ -301,6 +322,10 @@ class MqttSettings(StrictModel):
     prefix: str = Field(default="xqdev/{device_id}", description="topic prefix for this device")
     status_topic: str | None = Field(default="{prefix}/status", description="retained online/offline + LWT")
     command_result: CommandResultSpec | None = None
+    command_id: Literal["uuid", "uint16", "uint32", "string"] = Field(
+        default="uuid", description="what '{command_id}' is on the wire: the backend's UUID, or an id the gateway "
+        "generates per device (uint16/uint32 counters, or 'string': 8 hex digits) and maps back to the UUID"
+    )
     timestamps: list[TopicTimestamp] = Field(default_factory=list, description="device time stamps, per topic")
 
 

@@ -30,7 +30,7 @@ from device_profiles import CompiledProfile, ConcreteEvent, ConcretePoint
 from device_profiles.commands import Publish
 from device_profiles.mqtt_decode import checked_time, decode_points
 from device_profiles.mqtt_mapping import Missing, PathError, extract, extract_scalar, fill_topic
-from device_profiles.schema import CommandResultSpec, TopicTimestamp
+from device_profiles.schema import CommandResultSpec, DeviceOutcome, ResultCode, TopicTimestamp
 from edge.rules.clock import Clock
 from edge.rules.device import DeviceRules
 
@@ -39,8 +39,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class CommandOutcome:
-    ok: bool
+    status: DeviceOutcome
     reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
 
 
 @dataclass(eq=False)
@@ -50,6 +54,7 @@ class BridgedDevice:
     rules: DeviceRules
     bad_payloads_total: int = 0
     last_bad_report: float | None = None
+    last_command_id: int = 0  # the device-side id last handed out (uint16 / uint32 / string profiles)
 
     @property
     def prefix(self) -> str:
@@ -92,6 +97,49 @@ def parse_status(payload: bytes) -> bool | None:
     return None
 
 
+def wire_key(value: Scalar) -> str:
+    """A device-side command id as a lookup key: the integer 17 and the text "17" are the same id."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _code(results: dict[int | str, ResultCode], code: Scalar) -> ResultCode | None:
+    keys: list[int | str] = [code] if not isinstance(code, bool | float) else []
+    text = wire_key(code)
+    keys.append(text)
+    try:
+        keys.append(int(text))
+    except ValueError:
+        pass
+    return next((results[k] for k in keys if k in results), None)
+
+
+def result_outcome(spec: CommandResultSpec, data: dict[str, Any]) -> CommandOutcome:
+    """The outcome a device's answer means under the profile: a result code mapped by ``results``, or
+    ``ok_path`` true; the device's own reason text (``reason_path``) wins over the code's."""
+    reason: str | None = None
+    if spec.reason_path:
+        try:
+            reason = str(extract_scalar(data, spec.reason_path)) or None
+        except Missing:
+            reason = None
+    if spec.result_path is not None:
+        try:
+            code = extract_scalar(data, spec.result_path)
+        except Missing:
+            return CommandOutcome("failed", reason or f"answer without a result code at {spec.result_path}")
+        meaning = _code(spec.results, code)
+        if meaning is None:
+            return CommandOutcome("failed", reason or f"unknown result code {code!r}")
+        return CommandOutcome(meaning.status, reason or meaning.reason)
+    try:
+        ok = extract_scalar(data, spec.ok_path)
+    except Missing:
+        ok = False
+    return CommandOutcome("succeeded" if ok is True else "failed", reason)
+
+
 class MqttBridge:
     def __init__(
         self,
@@ -126,7 +174,8 @@ class MqttBridge:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: dict[tuple[str, str], asyncio.Future[CommandOutcome]] = {}
+        self._pending: dict[tuple[str, str], asyncio.Future[CommandOutcome]] = {}  # (device, device-side id)
+        self._wire_ids: dict[tuple[str, str], Scalar] = {}  # (device, backend command id) → device-side id
         self._connected = asyncio.Event()
         self.messages_total = 0
         self.bad_payloads_total = 0
@@ -176,7 +225,7 @@ class MqttBridge:
             self._client.loop_stop()
             for fut in self._pending.values():
                 if not fut.done():
-                    fut.set_result(CommandOutcome(False, "gateway stopping"))
+                    fut.set_result(CommandOutcome("failed", "gateway stopping"))
 
     async def wait_connected(self, timeout: float) -> bool:
         try:
@@ -281,25 +330,36 @@ class MqttBridge:
 
     def _command_result(self, d: BridgedDevice, spec: CommandResultSpec, data: dict[str, Any]) -> None:
         try:
-            cid = str(extract_scalar(data, spec.id_path))
+            cid = wire_key(extract_scalar(data, spec.id_path))
         except Missing:
             self._bad_payload(d, spec.topic, f"command result without {spec.id_path}")
             return
         fut = self._pending.get((d.device_id, cid))
         if fut is None or fut.done():
-            logger.debug("result for unknown or finished command %s on %s", cid, d.device_id)
+            logger.warning("device %s: command result with id %s matches no command waiting for one (unknown, "
+                           "already answered or timed out): %s", d.device_id, cid, json.dumps(data)[:300])
             return
-        try:
-            ok = extract_scalar(data, spec.ok_path)
-        except Missing:
-            ok = False
-        reason: str | None = None
-        if spec.reason_path:
-            try:
-                reason = str(extract_scalar(data, spec.reason_path))
-            except Missing:
-                reason = None
-        fut.set_result(CommandOutcome(ok is True, reason))
+        fut.set_result(result_outcome(spec, data))
+
+    def wire_id(self, device_id: str, command_id: str) -> Scalar:
+        """The id ``{command_id}`` becomes on the wire for this device: the backend's UUID, or a fresh
+        device-side id (per the profile's ``mqtt.command_id``) remembered until the command ends."""
+        d = self.devices[device_id]
+        settings = d.profile.profile.mqtt
+        kind = settings.command_id if settings is not None else "uuid"
+        if kind == "uuid":
+            return command_id
+        existing = self._wire_ids.get((device_id, command_id))
+        if existing is not None:
+            return existing
+        limit = 0xFFFF if kind == "uint16" else 0xFFFFFFFF
+        for _ in range(1000):  # skip ids still waiting for an answer (never more than a few)
+            d.last_command_id = d.last_command_id % limit + 1
+            wire: Scalar = f"{d.last_command_id:08x}" if kind == "string" else d.last_command_id
+            if (device_id, wire_key(wire)) not in self._pending:
+                break
+        self._wire_ids[(device_id, command_id)] = wire
+        return wire
 
     def _bad_payload(self, d: BridgedDevice, topic: str, error: str) -> None:
         d.bad_payloads_total += 1
@@ -324,15 +384,17 @@ class MqttBridge:
         settings = d.profile.profile.mqtt
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[CommandOutcome] = loop.create_future()
-        key = (device_id, command_id)
+        key = (device_id, wire_key(self.wire_id(device_id, command_id)))
         self._pending[key] = fut
         try:
             info = self._client.publish(publish.topic, json.dumps(publish.payload), qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                return CommandOutcome(False, f"device broker not reachable ({mqtt.error_string(info.rc)})")
+                return CommandOutcome("failed", f"device broker not reachable ({mqtt.error_string(info.rc)})")
             if settings is None or settings.command_result is None:
                 await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, timeout_s), timeout_s + 1)
-                return CommandOutcome(info.is_published(), None if info.is_published() else "not delivered")
+                ok = info.is_published()
+                return CommandOutcome("succeeded" if ok else "failed", None if ok else "not delivered")
             return await asyncio.wait_for(fut, timeout_s)
         finally:
             self._pending.pop(key, None)
+            self._wire_ids.pop((device_id, command_id), None)

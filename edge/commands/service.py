@@ -19,7 +19,7 @@ from edge.rules.emitter import Emitter
 
 logger = logging.getLogger(__name__)
 
-_FINAL: tuple[CommandStatus, ...] = ("succeeded", "failed", "timed_out", "rejected", "expired")
+_FINAL: tuple[CommandStatus, ...] = ("succeeded", "failed", "timed_out", "rejected", "expired", "refused")
 
 
 class CommandService:

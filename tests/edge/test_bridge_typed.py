@@ -88,3 +88,29 @@ def test_after_the_last_will_only_the_device_itself_brings_it_back() -> None:
     assert outbox.samples()[-1][3] == "bad"
     bridge.handle("tl/gas1/up", _up(clock, "5"))  # live traffic from the device
     assert rules.online is True and [e.active for e in outbox.events("device.offline")] == [True, False]
+
+
+def test_commands_correlate_by_a_device_side_integer_and_result_codes_map_to_outcomes(caplog) -> None:
+    from device_profiles.commands import render_mqtt, validate_args
+    from edge.bridge.mqtt_bridge import result_outcome
+
+    bridge, *_ = _bridge()
+    spec = PROFILE.command("close_valve")
+    assert spec is not None
+    first = bridge.wire_id("gas1", "0190f3a4-0000-7000-8000-000000000001")
+    second = bridge.wire_id("gas1", "0190f3a4-0000-7000-8000-000000000002")
+    assert (first, second) == (1, 2)  # uint16 counter, not the UUID
+    assert bridge.wire_id("gas1", "0190f3a4-0000-7000-8000-000000000001") == 1  # stable while it runs
+    publish = render_mqtt(spec, validate_args(spec, {}), prefix="tl/gas1", device_id="gas1", command_id=first)
+    assert publish.topic == "tl/gas1/down" and publish.payload == {"seq": 1, "cmd": "valve", "v": "off"}
+    result = PROFILE.profile.mqtt.command_result
+    assert result is not None
+    assert result_outcome(result, {"seq": 1, "ret": 0}).status == "succeeded"
+    refused = result_outcome(result, {"seq": 1, "ret": "1", "msg": "gas alarm active"})
+    assert (refused.status, refused.reason) == ("refused", "gas alarm active")
+    assert result_outcome(result, {"seq": 1, "ret": 1}).reason == "refused by the device"
+    assert result_outcome(result, {"seq": 1, "ret": 2}).status == "failed"
+    assert result_outcome(result, {"seq": 1, "ret": 9}).reason == "unknown result code 9"
+    with caplog.at_level("WARNING"):
+        bridge.handle("tl/gas1/reply", b'{"seq": 17, "ret": 0}')
+    assert "gas1" in caplog.text and "id 17 matches no command" in caplog.text
