@@ -64,8 +64,10 @@ class DecisionEngine:
         publisher: cmds.Publisher | None = None,
         bus: ChangeBus | None = None,
         notifier: Notifier | None = None,
+        command_timeouts: cmds.CommandTimeouts | None = None,
     ) -> None:
         self.pool = pool
+        self.command_timeouts = command_timeouts or cmds.CommandTimeouts()
         self.rules = rules
         self.clock = clock or SystemClock()
         self.publisher = publisher
@@ -439,6 +441,7 @@ class DecisionEngine:
                     origin=f"incident:{incident_id}",
                     now=now,
                     ack_timeout=plan.ack_timeout,
+                    timeouts=self.command_timeouts,
                     max_attempts=plan.retries + 1,
                     retry_safe=True,
                     expires_after=plan.expires_after,
@@ -718,11 +721,14 @@ class DecisionEngine:
         command: str,
         args: dict[str, Any],
         actor: str,
-        ack_timeout: timedelta = timedelta(seconds=10),
+        ack_timeout: timedelta | None = None,
         retry_safe: bool = False,
         max_attempts: int = 1,
     ) -> UUID:
-        """Queue a manual command (API) in ``conn``'s transaction; call :meth:`send` after commit."""
+        """Queue a manual command (API) in ``conn``'s transaction; call :meth:`send` after commit.
+
+        Without ``ack_timeout`` the backend waits what the device's profile needs (its command timeout plus
+        a transit margin); an explicit one is used as given (a shorter one ends as ``<outcome>_late``)."""
         cur = await conn.execute("SELECT site_id, gateway_id FROM devices WHERE id = %s", (device_id,))
         row = await cur.fetchone()
         if row is None or row[1] is None:
@@ -739,6 +745,7 @@ class DecisionEngine:
             ack_timeout=ack_timeout,
             retry_safe=retry_safe,
             max_attempts=max_attempts,
+            timeouts=self.command_timeouts if ack_timeout is None else None,
         )
 
     async def send(
