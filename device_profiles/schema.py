@@ -13,7 +13,7 @@ at 30100 + n".
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
@@ -334,6 +334,35 @@ class Heartbeat(StrictModel):
     topic: str | None = Field(default=None, description="MQTT heartbeat topic (any message on it counts)")
 
 
+class ExampleExpect(StrictModel):
+    values: dict[str, Scalar] = Field(default_factory=dict, description="point → the typed value it must decode to")
+    bad: list[str] = Field(default_factory=list, description="points whose value must NOT convert (quality bad)")
+    events: list[str] | None = Field(
+        default=None, description="event types active on this sample alone (all of them); unset = not checked"
+    )
+
+
+class Example(StrictModel):
+    """A sample the device sends (a datasheet's example) and what it must decode to; run by the loader, so
+    ``profile validate`` fails on a wrong path, type or enum before the device is in the field."""
+
+    name: str
+    topic: str | None = Field(default=None, description="MQTT: the topic template, e.g. '{prefix}/up'")
+    payload: dict[str, Any] | str | None = Field(default=None, description="MQTT: the JSON payload (object or text)")
+    registers: dict[Table, dict[int, list[int]]] | None = Field(
+        default=None, description="Modbus: table → start address → register (or bit) values"
+    )
+    expect: ExampleExpect
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Example:
+        if (self.payload is None) == (self.registers is None):
+            raise ValueError("an example has either topic + payload (MQTT) or registers (Modbus)")
+        if self.payload is not None and self.topic is None:
+            raise ValueError("an MQTT example needs the topic it arrives on")
+        return self
+
+
 Protocol = Literal["modbus_tcp", "modbus_rtu", "mqtt", "camera"]
 
 
@@ -351,6 +380,7 @@ class Profile(StrictModel):
     events: list[EventSpec] = Field(default_factory=list)
     commands: list[CommandSpec] = Field(default_factory=list)
     heartbeat: Heartbeat | None = None
+    examples: list[Example] = Field(default_factory=list, description="samples and what they must decode to")
 
     @model_validator(mode="after")
     def _protocol_matches(self) -> Profile:

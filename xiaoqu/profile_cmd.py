@@ -79,7 +79,7 @@ def show(profile_id: str, profiles: list[Path] | None = ProfilesOpt) -> None:
             src, typ = f"{r.table} {r.address}{bit}", str(r.type)
         else:
             assert p.mqtt is not None
-            src, typ = f"{p.mqtt.topic} {p.mqtt.path}", "json"
+            src, typ = f"{p.mqtt.topic} {p.mqtt.path}", p.type or ("enum" if p.enum else "as sent")
         states = ", ".join(f"{k}={v}" for k, v in p.enum.items()) if p.enum else (p.unit or "")
         points.add_row(p.name, p.label or "", src, typ, states)
     out.print(points)
