@@ -126,7 +126,8 @@ class CompiledProfile:
                     mq = mq.model_copy(update={"topic": _subst(mq.topic, n), "path": _subst(mq.path, n)})
                 out.append(
                     ConcretePoint(
-                        name=_subst(p.name, n), label=p.label, register=reg, mqtt=mq, unit=p.unit, enum=p.enum,
+                        name=_subst(p.name, n), label=_subst(p.label, n) if p.label else None, register=reg,
+                        mqtt=mq, unit=p.unit, enum=p.enum,
                         access=p.access, deadband=p.deadband,
                         byte_order=(reg.byte_order if reg and reg.byte_order else (mb.byte_order if mb else "big")),
                         word_order=(reg.word_order if reg and reg.word_order else (mb.word_order if mb else "big")),
@@ -148,7 +149,8 @@ class CompiledProfile:
                 out.append(
                     ConcreteEvent(
                         key=f"{idx}:{e.type}" if n is None else f"{idx}:{e.type}#{n}",
-                        type=e.type, label=e.label, severity=e.severity, life_safety=e.life_safety,
+                        type=e.type, label=_subst(e.label, n) if e.label else None, severity=e.severity,
+                        life_safety=e.life_safety,
                         when=substitute_condition(e.when, n) if e.when else None,
                         clear=substitute_condition(e.clear, n) if e.clear else None,
                         for_s=e.for_s, clear_for_s=e.clear_for_s, on_message=e.on_message, detail=detail, n=n,

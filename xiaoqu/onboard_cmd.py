@@ -14,7 +14,10 @@ from device_profiles import SHIPPED_DIR, Catalog, ProfileError, UnknownProfile, 
 app = typer.Typer(no_args_is_help=True)
 out = Console()
 
-ProfilesOpt = typer.Option(None, "--profiles", help="Profile folder(s) to load instead of the shipped ones.")
+ProfilesOpt = typer.Option(
+    None, "--profiles", help="Profile folder(s) to load instead of the shipped ones (add: instead of the gateway "
+    "config's profiles_dir)."
+)
 
 
 def _catalog(paths: list[Path] | None) -> Catalog:
@@ -132,7 +135,7 @@ def add(
         name=name, connection=connection,
     )
     try:
-        add_device(gateway_config, entry, _catalog(profiles))
+        add_device(gateway_config, entry, _catalog(profiles) if profiles else None)  # else: the config's profiles_dir
     except ConfigEditError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None

@@ -94,3 +94,15 @@ def test_schema_refuses_inconsistent_types() -> None:
         _modbus_profile({"name": "m", "enum": {"a": "b"}, "register": {"table": "holding", "address": 0}})
     with pytest.raises(ValueError, match="makes the point's type enum"):
         _modbus_profile({"name": "m", "type": "int", "enum": {0: "b"}, "register": {"table": "holding", "address": 0}})
+
+
+def test_n_in_labels_is_expanded() -> None:
+    profile = CompiledProfile(Profile.model_validate({
+        "id": "t-rep", "vendor": "t", "model": "t", "device_type": "t", "protocol": "modbus_tcp",
+        "points": [{"name": "zone{n}.fire", "label": "{n}号防区火警", "repeat": {"count": 2},
+                    "register": {"table": "discrete_input", "address": 0, "type": "bool"}}],
+        "events": [{"type": "fire.alarm", "label": "zone {n} fire", "severity": "critical", "repeat": {"count": 2},
+                    "when": {"point": "zone{n}.fire", "eq": True}}],
+    }))
+    assert [p.label for p in profile.points] == ["1号防区火警", "2号防区火警"]
+    assert [e.label for e in profile.events] == ["zone 1 fire", "zone 2 fire"]
