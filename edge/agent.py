@@ -151,6 +151,7 @@ class GatewayAgent:
                                 username=self.config.uplink.username if same else None,
                                 password=self.config.uplink.password if same else None)
             self.bridges.append(bridge)
+            bridge.on_late_result = lambda dev, cid, out: self.commands.late_result(dev, cid, out.status, out.reason)
             for b in bridged:
                 self.executor.add(b.device_id, b.profile, MqttTarget(bridge))
 

@@ -201,7 +201,8 @@ async def apply_acks(conn: AsyncConnection[Any], ack_ids: Sequence[UUID | str], 
                 """
                 UPDATE commands SET
                     state = CASE WHEN state = 'timed_out' THEN %(status)s::text || '_late' ELSE %(status)s::text END,
-                    reason = %(reason)s, finished_at = %(now)s, ack_id = %(ack)s, answered_at = %(answered)s
+                    reason = %(reason)s, finished_at = %(now)s, ack_id = %(ack)s, answered_at = %(answered)s,
+                    timed_out_at = CASE WHEN %(status)s::text = 'timed_out' THEN %(answered)s ELSE timed_out_at END
                 WHERE id = %(cid)s
                   AND (state IN ('queued', 'sent') OR (state = 'timed_out' AND %(status)s::text <> 'timed_out'))
                 RETURNING *

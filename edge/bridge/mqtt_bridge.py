@@ -176,6 +176,11 @@ class MqttBridge:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[tuple[str, str], asyncio.Future[CommandOutcome]] = {}  # (device, device-side id)
         self._wire_ids: dict[tuple[str, str], Scalar] = {}  # (device, backend command id) → device-side id
+        # Commands the gateway stopped waiting for: (device, device-side id) → (backend command id, forget at)
+        self._late: dict[tuple[str, str], tuple[str, float]] = {}
+        self.late_window_s = 600.0
+        self.on_late_result: Callable[[str, str, CommandOutcome], None] | None = None
+        """Called with (device, backend command id, outcome) for an answer that comes after the timeout."""
         self._connected = asyncio.Event()
         self.messages_total = 0
         self.bad_payloads_total = 0
@@ -335,6 +340,13 @@ class MqttBridge:
             self._bad_payload(d, spec.topic, f"command result without {spec.id_path}")
             return
         fut = self._pending.get((d.device_id, cid))
+        late = self._late.pop((d.device_id, cid), None)
+        if (fut is None or fut.done()) and late is not None and self.on_late_result is not None:
+            outcome = result_outcome(spec, data)
+            logger.warning("device %s: answer %s to command %s (id %s) came after the gateway's timeout",
+                           d.device_id, outcome.status, late[0], cid)
+            self.on_late_result(d.device_id, late[0], outcome)
+            return
         if fut is None or fut.done():
             logger.warning("device %s: command result with id %s matches no command waiting for one (unknown, "
                            "already answered or timed out): %s", d.device_id, cid, json.dumps(data)[:300])
@@ -356,7 +368,7 @@ class MqttBridge:
         for _ in range(1000):  # skip ids still waiting for an answer (never more than a few)
             d.last_command_id = d.last_command_id % limit + 1
             wire: Scalar = f"{d.last_command_id:08x}" if kind == "string" else d.last_command_id
-            if (device_id, wire_key(wire)) not in self._pending:
+            if (device_id, wire_key(wire)) not in self._pending and (device_id, wire_key(wire)) not in self._late:
                 break
         self._wire_ids[(device_id, command_id)] = wire
         return wire
@@ -394,7 +406,13 @@ class MqttBridge:
                 await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, timeout_s), timeout_s + 1)
                 ok = info.is_published()
                 return CommandOutcome("succeeded" if ok else "failed", None if ok else "not delivered")
-            return await asyncio.wait_for(fut, timeout_s)
+            try:
+                return await asyncio.wait_for(fut, timeout_s)
+            except TimeoutError:  # an answer may still come: remembered a while, then reported late
+                now = self.clock.monotonic()
+                self._late = {k: v for k, v in self._late.items() if v[1] > now}
+                self._late[key] = (command_id, now + self.late_window_s)
+                raise
         finally:
             self._pending.pop(key, None)
             self._wire_ids.pop((device_id, command_id), None)

@@ -75,7 +75,8 @@ async def until(cond: Callable[[], object], what: str, timeout: float = 30.0) ->
 
 
 @contextlib.asynccontextmanager
-async def rig(pg_dsn: str, broker: Any, site: str, tmp: Path, *, reply_delay_s: float = 0.2) -> AsyncIterator[Rig]:
+async def rig(pg_dsn: str, broker: Any, site: str, tmp: Path, *, reply_delay_s: float = 0.2,
+              command_timeout_s: float | None = None) -> AsyncIterator[Rig]:
     migrate_all(pg_dsn)
     worker = IngestWorker(
         DatabaseConfig(dsn=pg_dsn, flavour="native"),
@@ -95,7 +96,7 @@ async def rig(pg_dsn: str, broker: Any, site: str, tmp: Path, *, reply_delay_s: 
     config = GatewayConfig.model_validate({
         "gateway_id": f"{site}-gw", "site": site, "uplink": {"url": broker.url},
         "outbox": {"path": str(tmp / "outbox.sqlite3")}, "metrics_port": None, "health_interval_s": 5,
-        "telemetry": {"flush_s": 0.2, "full_report_interval_s": 2},
+        "telemetry": {"flush_s": 0.2, "full_report_interval_s": 2}, "command_timeout_s": command_timeout_s,
         "devices": [{"id": device_id, "profile": "tianlan-gv40", "name": "kitchen gas detector",
                      "location": {"site": site, "building": "B1", "floor": 3, "unit": "302"},
                      "connection": {"kind": "mqtt"}}],
@@ -196,3 +197,18 @@ async def test_an_answer_after_the_backends_timeout_is_recorded(pg_dsn, mqtt_bro
         timed_out_at, answered_at = r.rows("SELECT timed_out_at, answered_at FROM commands WHERE id = %s", cid)[0]
         assert timed_out_at is not None and answered_at is not None and answered_at > timed_out_at
         assert not r.sim.valve_open  # it really closed
+
+
+async def test_a_device_answer_after_the_gateways_own_timeout_is_recorded(
+    pg_dsn, mqtt_broker, site_id, tmp_path
+) -> None:
+    async with rig(pg_dsn, mqtt_broker, site_id, tmp_path, reply_delay_s=3.0, command_timeout_s=1.0) as r:
+        await until(lambda: r.one("SELECT state FROM devices WHERE id = %s", r.device_id) == "online", "online")
+        cid = await r.command("close_valve")
+        await until(lambda: r.one("SELECT state FROM commands WHERE id = %s", cid) == "timed_out", "gateway gave up")
+        await until(lambda: r.one("SELECT state FROM commands WHERE id = %s", cid) == "succeeded_late", "late answer")
+        statuses = r.rows("SELECT status, detail->>'late' FROM command_acks WHERE command_id = %s ORDER BY ts", cid)
+        assert statuses == [("timed_out", None), ("succeeded", "true")]
+        timed_out_at, answered_at = r.rows("SELECT timed_out_at, answered_at FROM commands WHERE id = %s", cid)[0]
+        assert timed_out_at is not None and answered_at > timed_out_at
+        assert not r.sim.valve_open
