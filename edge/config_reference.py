@@ -73,6 +73,9 @@ NOTES: dict[tuple[str, str], str] = {
     ("ModbusRtuConnection", "unit"): "unit (slave) id",
     ("MqttConnection", "kind"): "`mqtt`: topics from the profile's mqtt.prefix with the device id",
     ("CameraConnection", "kind"): "`camera`",
+    ("ZoneLocation", "building"): "building; default: the device's",
+    ("ZoneLocation", "unit"): "residential unit",
+    ("ZoneLocation", "area"): "free text, e.g. 'east corridor'",
     ("LinkageRule", "name"): "rule name (audit)",
     ("LinkageRule", "command"): "profile command sent to every target",
     ("LinkageRule", "args"): "its arguments",
@@ -131,7 +134,7 @@ def render() -> str:
         if model in seen:
             continue
         seen.add(model)
-        doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        doc = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
         out.append(f"## {model.__name__}\n")
         if doc and not doc.startswith("!!!") and model is not GatewayConfig:
             out.append(f"{doc}\n")

@@ -30,7 +30,7 @@ def test_the_emitter_stamps_every_message_with_the_epoch(tmp_path: Path) -> None
     try:
         emitter = Emitter(box, "gw1")
         now = datetime.now(UTC)
-        ev = emitter.event("d1", "fire.alarm", severity="critical", active=True, ts=now)
+        ev = emitter.event("d1", "fire.alarm", key="fire.alarm", severity="critical", active=True, ts=now)
         ack = emitter.ack(ev.id, "d1", "succeeded", now)
         assert ev.epoch == ack.epoch == box.epoch and ack.seq > ev.seq
     finally:
