@@ -57,3 +57,24 @@ def test_profile_validate_refuses_a_path_that_does_not_compile_at_its_line(tmp_p
     (issue,) = err.value.issues
     assert issue.line == 8 and issue.field == "points[1].mqtt.path"
     assert "does not compile" in issue.message
+
+
+@pytest.mark.parametrize("path", [
+    "$.a.b[0]", "$.a.b[-1]['c d']", "$['x y']", '$["x y"]', "$.list[-3]", "$.list[3]", "$.nope", "$.a.b[2].c", "$",
+    "$.a.b[?@ == 2]", "$..c", "$.kv[?@.k=='gas'].v", "$.kv[?@.k == 'bat'].v", "$.kv[?@.k=='x'].v",
+    "$.kv[?@.k=='two'].v", "$.kv[?@.id==3].v", "$.kv[?@.id==-1].v", "$.kv[?@.k=='1'].v", "$.obj[?@.k=='gas'].v",
+    "$.kv[?@.k=='gas']", "$.kv[?@.k=='gas'].v[0]",
+])
+def test_direct_lookups_agree_with_the_library(path: str) -> None:
+    data = {"a": {"b": [1, 2, {"c d": 3}]}, "x y": True, "list": [5, 6, 7],
+            "kv": [{"k": "bat", "v": "88"}, {"k": "gas", "v": "3.5"}, {"k": "two"}, {"k": "two", "v": 2},
+                   {"id": 3, "v": "three"}, {"id": 3.0, "v": "3.0"}, {"id": True, "v": "t"}, {"k": 1, "v": "int"},
+                   {"k": "1", "v": "text"}, {"id": -1, "v": "neg"}, "not an object"],
+            "obj": {"x": {"k": "gas", "v": "in an object"}}}
+    node = compile_path(path).find_one(data)
+    try:
+        mine = extract(data, path)
+    except Missing:
+        assert node is None
+    else:
+        assert node is not None and mine == node.value
