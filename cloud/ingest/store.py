@@ -400,16 +400,21 @@ class BatchWriter:
                 devs = msg_devices[msg.id]
                 unknown = devs - known
                 points = msg.points if not unknown else [p for p in msg.points if p.device not in unknown]
+                any_bad = False
                 for p in points:
                     v = p.value
+                    qc = q[p.quality]
+                    if qc == 2:
+                        any_bad = True
                     if v.__class__ is str:
-                        write((p.ts, p.device, p.point, None, v, q[p.quality]))
+                        write((p.ts, p.device, p.point, None, v, qc))
                     else:
-                        write((p.ts, p.device, p.point, float(v), None, q[p.quality]))
+                        write((p.ts, p.device, p.point, float(v), None, qc))
                 n += len(points)
                 seen = min(msg.ts, item.received_at)  # the batch's observation time, never in the future
                 # Stale values a gateway republishes (quality bad) are not the device speaking.
-                for dev in {p.device for p in points if p.quality != "bad"}:
+                live = {p.device for p in points if p.quality != "bad"} if any_bad else devs - unknown
+                for dev in live:
                     _newer(device_seen, dev, seen)
                 if unknown:
                     names = ", ".join(sorted(unknown)[:10])
