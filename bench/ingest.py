@@ -27,6 +27,7 @@ from bench._common import emit, median, private_mosquitto, throwaway_database
 from cloud.db import DatabaseConfig
 from cloud.db.migrate import migrate
 from cloud.ingest.maintenance import ensure_partitions_ahead
+from xiaoqu import processes
 
 SITE = "bench"
 GATEWAYS = 20
@@ -78,6 +79,7 @@ def births(run: str, prefix: str = "") -> list[tuple[str, bytes]]:
 
 
 def publish(port: int, messages: list[tuple[str, bytes]], started: Any, retain: bool = False) -> None:
+    processes.die_with_parent()
     from paho.mqtt.client import Client
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
@@ -106,6 +108,7 @@ def bench_config(port: int, run: str, receipts: bool = True) -> Any:
 
 
 def worker_proc(dsn: str, port: int, run: str, index: int, receipts: bool = True) -> None:
+    processes.die_with_parent()
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -164,7 +167,7 @@ def _measure(dsn: str, port: int, run: str, ctx: Any, started: Any, messages_n: 
         conn.execute("TRUNCATE telemetry, ingested_messages, telemetry_dirty")
         # births (retained) register the devices and tell us the workers are subscribed
         birth_started = ctx.Event()
-        pub = ctx.Process(target=publish, args=(port, births(run), birth_started, True))
+        pub = ctx.Process(target=publish, args=(port, births(run), birth_started, True), daemon=True)
         pub.start()
         pub.join()
         deadline = time.monotonic() + 60
@@ -177,7 +180,7 @@ def _measure(dsn: str, port: int, run: str, ctx: Any, started: Any, messages_n: 
             time.sleep(0.1)
         time.sleep(1.0)  # all workers subscribed
         messages = make_messages(messages_n, ppm, run)
-        pub = ctx.Process(target=publish, args=(port, messages, started))
+        pub = ctx.Process(target=publish, args=(port, messages, started), daemon=True)
         pub.start()
         started.wait(30)
         t0 = time.perf_counter()
@@ -252,6 +255,7 @@ def run_events(dsn: str, port: int, n: int, receipts: bool) -> float:
 
 
 def main() -> None:
+    processes.exit_on_stop_signals()  # SIGTERM/SIGHUP unwind like Ctrl-C: workers and publisher are stopped
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small run (about 1.5 min with the events phase)")
     ap.add_argument("--workers", default="1,2")

@@ -6,6 +6,7 @@ each command validates only the sections it uses. Command-line options override 
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,9 +14,10 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from cloud.config_file import load_file
-from cloud.db import DatabaseConfig
-from cloud.ingest.config import IngestConfig, MqttConfig
 from cloud.serve_cli import serve_command
+
+# The backend's modules (psycopg, FastAPI, …) are imported inside the commands, so the ``xiaoqu`` command
+# of a gateway-only install starts; `xiaoqu cloud …` there says which extra to install (xiaoqu.cli).
 
 app = typer.Typer(no_args_is_help=True, help="Backend: migrate, ingest, serve.")
 
@@ -38,6 +40,8 @@ def _mqtt_override(data: dict[str, Any], mqtt: str | None) -> dict[str, Any]:
     """``--mqtt host:port`` over the file's ``ingest.mqtt`` section."""
     if mqtt is None:
         return {}
+    from cloud.ingest.config import MqttConfig
+
     host, _, port = mqtt.rpartition(":")
     base = dict((data.get("ingest") or {}).get("mqtt") or {})
     return {"mqtt": MqttConfig.model_validate({**base, "host": host or "127.0.0.1", "port": int(port)})}
@@ -56,6 +60,7 @@ def migrate(
 ) -> None:
     """Create or upgrade the database schema (re-runnable); create the ingest MQTT sessions, so the broker
     queues what gateways send from now on, even before the first `xiaoqu cloud ingest`."""
+    from cloud.db import DatabaseConfig
     from cloud.db.migrate import MigrationError
     from cloud.db.migrate import migrate as run_migrate
     from cloud.ingest.maintenance import apply_retention, ensure_partitions_ahead
@@ -79,6 +84,7 @@ def migrate(
         typer.echo("no broker given (--mqtt or an 'ingest' section): the ingest session is created by the first "
                    "`xiaoqu cloud ingest`; until then only the gateways' outboxes keep what they send")
         return
+    from cloud.ingest.config import IngestConfig
     from cloud.ingest.session import SessionError, ensure_sessions
 
     ingest_cfg = section(data, "ingest", IngestConfig, _mqtt_override(data, mqtt), config)
@@ -101,12 +107,16 @@ def ingest(
     index: int = typer.Option(0, min=0, help="index of the first worker (client id '<client_id>-<index>')."),
 ) -> None:
     """Consume telemetry, events, state and acks from MQTT and store them (ack after commit)."""
+    from cloud.db import DatabaseConfig
+    from cloud.ingest.config import IngestConfig
     from cloud.ingest.worker import run_workers
 
     data = load_file(config)
     db = section(data, "database", DatabaseConfig, {"dsn": dsn}, config)
     cfg = section(data, "ingest", IngestConfig, _mqtt_override(data, mqtt), config)
-    run_workers(db, cfg, workers, first_index=index)
+    stopped_by = run_workers(db, cfg, workers, first_index=index)
+    if stopped_by is not None and stopped_by != signal.SIGINT:
+        raise typer.Exit(128 + stopped_by)  # stopped by a service manager or a hang-up, not by Ctrl-C
 
 
 app.command("serve")(serve_command)

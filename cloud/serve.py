@@ -1,7 +1,9 @@
 """Composition root of ``xiaoqu cloud serve``: loads the config once, starts the API and the decision engine.
 
 The engine is fed by ``LISTEN xq_events`` (ingest notifies in its commit); the API and the engine share
-one change bus, so the WebSocket pushes what the engine decides without touching the database again.
+one change bus, so the WebSocket pushes what the engine decides without touching the database again. The
+bus is relayed between ``serve`` processes over ``NOTIFY xq_changes`` (:class:`PgChangeRelay`), so several
+processes behind a load balancer all push every change to their browsers.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import Field
 from ruamel.yaml import YAML
 
-from cloud.alarms.bus import ChangeBus
+from cloud.alarms.bus import ChangeBus, PgChangeRelay
 from cloud.alarms.clock import Clock, SystemClock
 from cloud.alarms.engine import DecisionEngine
 from cloud.alarms.rules import Rules, load_rules
@@ -25,10 +27,11 @@ from cloud.api.app import create_app
 from cloud.api.config import ApiConfig
 from cloud.api.deps import AppState
 from cloud.db import DatabaseConfig
-from cloud.dispatch.commands import Publisher
+from cloud.dispatch.commands import CommandTimeouts, Publisher
 from cloud.dispatch.mqtt import MqttConfig, MqttPublisher
 from cloud.dispatch.notify import ChannelConfig, LogConfig, Notifier, build_channel
 from contract.base import StrictModel
+from device_profiles import load_catalog
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,9 @@ class ServeConfig(StrictModel):
     mqtt: MqttConfig = MqttConfig()
     api: ApiConfig
     rules: Path | None = Field(default=None, description="rules YAML; the shipped cloud/alarms/rules.yaml if unset")
+    profiles: list[Path] | None = Field(
+        default=None, description="device profile folders (the commands' timeouts); the shipped profiles if unset"
+    )
     notifications: list[ChannelConfig] = Field(default_factory=lambda: _default_channels())
     timer_interval_s: float = Field(default=1.0, gt=0)
 
@@ -72,6 +78,7 @@ class Backend:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self.bus = ChangeBus()
+        self.relay: PgChangeRelay | None = None
         self.pool: AsyncConnectionPool[Any] | None = None
         self.engine: DecisionEngine | None = None
         self.server: uvicorn.Server | None = None
@@ -92,8 +99,11 @@ class Backend:
             await asyncio.to_thread(self._own_mqtt.start)
             publisher = self._own_mqtt
         notifier = Notifier([build_channel(c) for c in self.config.notifications])
+        # One catalog (shipped profiles plus the configured folders) for command checks and their timeouts.
+        catalog = load_catalog(self.config.profiles)
         self.engine = DecisionEngine(
-            self.pool, self.rules, clock=self.clock, publisher=publisher, bus=self.bus, notifier=notifier
+            self.pool, self.rules, clock=self.clock, publisher=publisher, bus=self.bus, notifier=notifier,
+            catalog=catalog, command_timeouts=CommandTimeouts(catalog),
         )
         app = create_app(AppState(self.config.api, self.pool, self.engine, self.bus, self.clock))
         self.server = uvicorn.Server(
@@ -106,12 +116,15 @@ class Backend:
                 ws="websockets-sansio",
             )
         )
-        ready = asyncio.Event()
+        ready, relaying = asyncio.Event(), asyncio.Event()
+        self.relay = PgChangeRelay(self.bus, db.dsn)
+        self._tasks.append(asyncio.create_task(self.relay.run(self._stop, relaying)))
         self._tasks.append(asyncio.create_task(self.engine.listen(db.dsn, self._stop, ready)))
         if self._run_timers:
             self._tasks.append(asyncio.create_task(self.engine.run_timers(self._stop, self.config.timer_interval_s)))
         self._tasks.append(asyncio.create_task(self.server.serve()))
         await asyncio.wait_for(ready.wait(), 10)
+        await asyncio.wait_for(relaying.wait(), 10)
         while not self.server.started:
             await asyncio.sleep(0.02)
         log.info("API on http://%s:%d/api/docs; engine listening", self.config.api.host, self.config.api.port)

@@ -18,7 +18,9 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
-from device_profiles.schema import Profile
+from device_profiles.compiled import CompiledProfile
+from device_profiles.examples import run_examples
+from device_profiles.schema import LocatedError, Profile
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +138,9 @@ def validation_issues(exc: ValidationError, data: Any, file: str) -> list[Issue]
     seen: set[tuple[int | None, str, str]] = set()
     for err in exc.errors():
         loc = list(err["loc"])
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, LocatedError):
+            loc += list(cause.loc)
         line, path = _locate(data, loc)
         if err["type"] == "missing" and loc and loc[-1] not in path:
             path = [*path, loc[-1]]
@@ -154,9 +159,18 @@ def load_profile(path: Path, display: str | None = None) -> Profile:
     if not isinstance(data, CommentedMap):
         raise ProfileError([Issue(name, 1, "", "a profile must be a YAML mapping")])
     try:
-        return Profile.model_validate(data)
+        profile = Profile.model_validate(data)
     except ValidationError as exc:
         raise ProfileError(validation_issues(exc, data, name)) from None
+    if profile.examples:
+        problems = run_examples(CompiledProfile(profile))
+        if problems:
+            raise ProfileError([
+                Issue(name, line_of(data, "examples", p.index, *p.path), format_path(["examples", p.index, *p.path]),
+                      f"example {profile.examples[p.index].name!r}: {p.message}")
+                for p in problems
+            ])
+    return profile
 
 
 def iter_profile_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -196,9 +210,18 @@ class Catalog:
             raise UnknownProfile(profile_id, self._profiles) from None
 
 
-def load_catalog(paths: Iterable[Path] | None = None) -> Catalog:
-    """Load every profile below ``paths`` (default: the shipped profiles); all problems in one error."""
-    files = list(iter_profile_files(paths if paths is not None else [SHIPPED_DIR]))
+def load_catalog(paths: Iterable[Path] | None = None, *, shipped: bool = True) -> Catalog:
+    """The shipped profiles plus every profile below ``paths`` (an installer's own folder *adds to* the
+    catalog, it does not replace it); all problems in one error. Two files with one id are an error naming
+    both files. ``shipped=False`` loads only ``paths`` (tests, ``profile validate`` of a lone folder)."""
+    roots = ([SHIPPED_DIR] if shipped else []) + list(paths or [])
+    files: list[Path] = []
+    seen: set[Path] = set()
+    for f in iter_profile_files(roots):
+        key = f.resolve()
+        if key not in seen:  # the shipped folder named again, or a file inside it: loaded once
+            seen.add(key)
+            files.append(f)
     issues: list[Issue] = []
     profiles: list[Profile] = []
     sources: dict[str, str] = {}
@@ -211,7 +234,10 @@ def load_catalog(paths: Iterable[Path] | None = None) -> Catalog:
             continue
         if profile.id in sources:
             other = sources[profile.id]
-            issues.append(Issue(display, 1, "id", f"profile id {profile.id!r} is already used by {other}"))
+            data = read_yaml(f, display)
+            issues.append(Issue(display, line_of(data, "id"), "id",
+                                f"profile id {profile.id!r} is already used by {other}; ids must be unique across "
+                                "the shipped profiles and yours: rename one of them"))
             continue
         sources[profile.id] = display
         profiles.append(profile)

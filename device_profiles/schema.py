@@ -13,18 +13,33 @@ at 30100 + n".
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from contract.base import StrictModel
 from contract.messages import Scalar, Severity
 from device_profiles.camera import CameraSpec
+from device_profiles.mqtt_mapping import check_path
+from device_profiles.values import PointType
 
 ProfileId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 PointName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\{n\})?[a-z0-9_]*(\.[a-z0-9_{}]+)*$")]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")]
 CommandName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+JsonPath = Annotated[str, AfterValidator(check_path)]
+"""An RFC 9535 JSONPath query, compiled when the profile is loaded (``$.data[?@.k=='gas'].v``)."""
+EventKeyTemplate = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:#@/{}-]{1,120}$")]
+"""An event row's explicit key; ``{n}`` is replaced by the instance (``elevator.entrapment.between_floors``)."""
+
+
+class LocatedError(ValueError):
+    """A validation error about a nested item: ``loc`` is appended to where pydantic reports it, so the
+    loader can name the line of that item (``events[3]``) rather than the line of the enclosing model."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]
 Table = Literal["coil", "discrete_input", "holding", "input"]
@@ -82,7 +97,25 @@ class RegisterSpec(StrictModel):
 
 class MqttPointSpec(StrictModel):
     topic: str = Field(description="topic template; {prefix} and {device_id} are filled in")
-    path: str = Field(description="JSON path into the payload, e.g. $.battery or $.radio.rssi")
+    path: JsonPath = Field(description="RFC 9535 JSONPath into the payload, e.g. $.battery or $.data[?@.k=='gas'].v")
+    scale: float = Field(default=1.0, description="engineering value = raw number × scale + offset")
+    offset: float = 0.0
+
+
+class PlausibleRange(StrictModel):
+    """The values a working device can report (a 0–1.6 MPa transmitter never reads 4.17e-08 or 1.2e+38): the
+    installer's probe fails a value outside it, the sign of a wrong word order, byte order, type or scale."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PlausibleRange:
+        if self.min is None and self.max is None:
+            raise ValueError("a range needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
 
 
 class Point(StrictModel):
@@ -91,9 +124,18 @@ class Point(StrictModel):
     reg: RegisterSpec | None = Field(default=None, alias="register")
     mqtt: MqttPointSpec | None = None
     unit: str | None = None
-    enum: dict[int, str] | None = Field(default=None, description="raw value → state name")
+    type: PointType | None = Field(
+        default=None, description="float | int | bool | string | enum: what the raw value (number, numeric string, "
+        "register) is converted to; unset = as the device sends it (Modbus: as the register decodes)"
+    )
+    enum: dict[int | str, str] | None = Field(
+        default=None, description="raw value (integer or string key) → state name"
+    )
     access: Literal["r", "rw"] = "r"
     deadband: float | None = Field(default=None, ge=0, description="report by exception beyond this change")
+    range: PlausibleRange | None = Field(default=None, description="plausible values (engineering units); the probe "
+                                         "fails a value outside it")
+    precision: int | None = Field(default=None, ge=0, le=9, description="decimals shown (probe, event detail)")
     repeat: Repeat | None = None
 
     @model_validator(mode="after")
@@ -104,6 +146,12 @@ class Point(StrictModel):
             raise ValueError("a repeated point's name must contain {n}")
         if self.enum is not None and self.reg is not None and self.reg.type.startswith("float"):
             raise ValueError("enum needs an integer type")
+        if self.enum is not None and self.reg is not None and not all(isinstance(k, int) for k in self.enum):
+            raise ValueError("a register point's enum keys are the register's integer values")
+        if self.type == "enum" and not self.enum:
+            raise ValueError("type enum needs an enum map (raw value → state name)")
+        if self.enum is not None and self.type not in (None, "enum"):
+            raise ValueError(f"an enum map makes the point's type enum, not {self.type}")
         return self
 
 
@@ -161,13 +209,18 @@ class MessageMatch(StrictModel):
     """A momentary event raised by an MQTT message: ``{topic, where: {path, eq}}``."""
 
     topic: str
-    path: str | None = Field(default=None, description="JSON path of the field to test")
+    path: JsonPath | None = Field(default=None, description="JSON path of the field to test")
     eq: Scalar | None = None
-    detail: dict[str, str] = Field(default_factory=dict, description="detail key → JSON path in the message")
+    detail: dict[str, JsonPath] = Field(default_factory=dict, description="detail key → JSON path in the message")
 
 
 class EventSpec(StrictModel):
     type: EventType
+    key: EventKeyTemplate | None = Field(
+        default=None,
+        description="what identifies this condition at the device (the backend keeps one active alarm per device "
+        "and key); default: the type, or type#{n} for a repeated row. Needed when two rows share a type",
+    )
     label: str | None = None
     severity: Severity
     life_safety: bool = False
@@ -177,6 +230,10 @@ class EventSpec(StrictModel):
     clear_for_s: float = Field(default=0.0, ge=0, alias="clear_for")
     on_message: MessageMatch | None = Field(default=None, description="momentary event from an MQTT message")
     detail: dict[str, Scalar] = Field(default_factory=dict)
+    readings: list[PointName] = Field(
+        default_factory=list, description="points whose value is copied into detail when the event is raised "
+        "(detail.<point> = the reading, at the point's precision)",
+    )
     repeat: Repeat | None = None
 
     @model_validator(mode="after")
@@ -185,7 +242,17 @@ class EventSpec(StrictModel):
             raise ValueError("an event needs exactly one of when or on_message")
         if self.on_message is not None and (self.clear is not None or self.for_s):
             raise ValueError("a momentary (on_message) event has no for/clear")
+        if self.key is not None and self.repeat is not None and "{n}" not in self.key:
+            raise ValueError("a repeated event's key must contain {n} (one key per instance)")
+        if self.key is not None and self.repeat is None and "{n}" in self.key:
+            raise ValueError("{n} in a key needs repeat")
         return self
+
+    def key_for(self, n: int | None) -> str:
+        """The effective key of instance ``n``: the explicit key, else ``type`` or ``type#n``."""
+        if self.key is not None:
+            return self.key if n is None else self.key.replace("{n}", str(n))
+        return self.type if n is None else f"{self.type}#{n}"
 
 
 class ArgSpec(StrictModel):
@@ -258,24 +325,91 @@ class ModbusSettings(StrictModel):
     poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
 
 
+DeviceOutcome = Literal["succeeded", "failed", "refused"]
+
+
+class ResultCode(StrictModel):
+    """What one of the device's result codes means."""
+
+    status: DeviceOutcome
+    reason: str | None = Field(default=None, description="reason recorded when the device sends none")
+
+
 class CommandResultSpec(StrictModel):
-    """How an MQTT device answers a command: the topic and where the correlation id and outcome sit."""
+    """How an MQTT device answers a command: the topic, where the correlation id sits and how the answer maps
+    to an outcome — ``ok_path`` (true = succeeded) or a result code (``result_path`` + ``results``)."""
 
     topic: str
-    id_path: str = "$.id"
-    ok_path: str = "$.ok"
-    reason_path: str | None = "$.reason"
+    id_path: JsonPath = "$.id"
+    ok_path: JsonPath = "$.ok"
+    result_path: JsonPath | None = Field(default=None, description="the device's result code, e.g. $.ret")
+    results: dict[int | str, ResultCode] = Field(
+        default_factory=dict, description="result code → outcome; a code not listed is failed"
+    )
+    reason_path: JsonPath | None = "$.reason"
+
+    @model_validator(mode="after")
+    def _codes(self) -> CommandResultSpec:
+        if (self.result_path is None) != (not self.results):
+            raise ValueError("result_path and results go together (the code's path and what each code means)")
+        return self
+
+
+class TopicTimestamp(StrictModel):
+    """Where a topic's messages carry the device's own observation time."""
+
+    topic: str
+    path: JsonPath = Field(description="JSON path of the time stamp, e.g. $.ts")
+    unit: Literal["ms", "s", "iso"] = Field(description="ms / s since 1970 (UTC), or an ISO 8601 text")
+    max_skew_s: float = Field(
+        default=300.0, gt=0, description="outside this window around the gateway clock the gateway's time is "
+        "used instead and the device is flagged (device.clock_skew)"
+    )
 
 
 class MqttSettings(StrictModel):
     prefix: str = Field(default="xqdev/{device_id}", description="topic prefix for this device")
     status_topic: str | None = Field(default="{prefix}/status", description="retained online/offline + LWT")
     command_result: CommandResultSpec | None = None
+    command_id: Literal["uuid", "uint16", "uint32", "string"] = Field(
+        default="uuid", description="what '{command_id}' is on the wire: the backend's UUID, or an id the gateway "
+        "generates per device (uint16/uint32 counters, or 'string': 8 hex digits) and maps back to the UUID"
+    )
+    timestamps: list[TopicTimestamp] = Field(default_factory=list, description="device time stamps, per topic")
 
 
 class Heartbeat(StrictModel):
     offline_after_s: float = Field(gt=0, le=86_400, description="no answer/message this long → offline")
     topic: str | None = Field(default=None, description="MQTT heartbeat topic (any message on it counts)")
+
+
+class ExampleExpect(StrictModel):
+    values: dict[str, Scalar] = Field(default_factory=dict, description="point → the typed value it must decode to")
+    bad: list[str] = Field(default_factory=list, description="points whose value must NOT convert (quality bad)")
+    events: list[str] | None = Field(
+        default=None, description="event types active on this sample alone (all of them); unset = not checked"
+    )
+
+
+class Example(StrictModel):
+    """A sample the device sends (a datasheet's example) and what it must decode to; run by the loader, so
+    ``profile validate`` fails on a wrong path, type or enum before the device is in the field."""
+
+    name: str
+    topic: str | None = Field(default=None, description="MQTT: the topic template, e.g. '{prefix}/up'")
+    payload: dict[str, Any] | str | None = Field(default=None, description="MQTT: the JSON payload (object or text)")
+    registers: dict[Table, dict[int, list[int]]] | None = Field(
+        default=None, description="Modbus: table → start address → register (or bit) values"
+    )
+    expect: ExampleExpect
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Example:
+        if (self.payload is None) == (self.registers is None):
+            raise ValueError("an example has either topic + payload (MQTT) or registers (Modbus)")
+        if self.payload is not None and self.topic is None:
+            raise ValueError("an MQTT example needs the topic it arrives on")
+        return self
 
 
 Protocol = Literal["modbus_tcp", "modbus_rtu", "mqtt", "camera"]
@@ -295,6 +429,7 @@ class Profile(StrictModel):
     events: list[EventSpec] = Field(default_factory=list)
     commands: list[CommandSpec] = Field(default_factory=list)
     heartbeat: Heartbeat | None = None
+    examples: list[Example] = Field(default_factory=list, description="samples and what they must decode to")
 
     @model_validator(mode="after")
     def _protocol_matches(self) -> Profile:
@@ -322,11 +457,29 @@ class Profile(StrictModel):
             raise ValueError(f"point names must be unique; repeated: {', '.join(dupes[:5])}")
         known = set(names)
         for i, e in enumerate(self.events):
-            conds = [c for c in (e.when, e.clear) if c is not None]
-            for name in sorted({p for c in conds for p in c.points()}):
+            for part in ("when", "clear"):
+                cond = getattr(e, part)
+                for name in sorted(cond.points() if cond is not None else ()):
+                    for concrete in expand_name(name, e.repeat):
+                        if concrete not in known:
+                            raise LocatedError(("events", i, part), f"events[{i}] ({e.type}): condition refers to "
+                                               f"unknown point {concrete!r}{_known_hint(known)}")
+            for k, name in enumerate(e.readings):
                 for concrete in expand_name(name, e.repeat):
                     if concrete not in known:
-                        raise ValueError(f"events[{i}] ({e.type}): condition refers to unknown point {concrete!r}")
+                        raise LocatedError(("events", i, "readings", k), f"events[{i}] ({e.type}): readings names "
+                                           f"unknown point {concrete!r}{_known_hint(known)}")
+        first_row: dict[str, int] = {}
+        for i, e in enumerate(self.events):
+            for key in sorted({e.key_for(n) for n in instance_numbers(e.repeat)}):
+                if key in first_row and first_row[key] != i:
+                    j = first_row[key]
+                    raise LocatedError(
+                        ("events", i, "key"),
+                        f"key {key!r} is already used by events[{j}] ({self.events[j].type}); two rows of one "
+                        "profile need different keys: give one of them an explicit key:",
+                    )
+                first_row.setdefault(key, i)
         cmd_names = [c.name for c in self.commands]
         if len(set(cmd_names)) != len(cmd_names):
             raise ValueError("command names must be unique")
@@ -334,6 +487,17 @@ class Profile(StrictModel):
 
     def command(self, name: str) -> CommandSpec | None:
         return next((c for c in self.commands if c.name == name), None)
+
+
+def _known_hint(known: set[str]) -> str:
+    return f" (points: {', '.join(sorted(known)[:12])}{', …' if len(known) > 12 else ''})" if known else " (no points)"
+
+
+def instance_numbers(repeat: Repeat | None) -> list[int | None]:
+    """The ``{n}`` values a (possibly repeated) row stands for; ``[None]`` for a single row."""
+    if repeat is None:
+        return [None]
+    return [repeat.start + i for i in range(repeat.count)]
 
 
 def expand_name(template: str, repeat: Repeat | None) -> list[str]:

@@ -114,7 +114,7 @@ class ModbusDevice:
         words = self._words(p)
         if p.register.table in _BIT_TABLES:
             return bool(words[0])
-        return modbus_codec.decode(p.register, words, p.byte_order, p.word_order, p.enum)
+        return modbus_codec.decode(p.register, words, p.byte_order, p.word_order, p.register_enum)
 
     def set(self, name: str, value: Value) -> None:
         """Encode ``value`` into the point's registers (read-modify-write for bit and bit-field points)."""
@@ -137,9 +137,9 @@ class ModbusDevice:
             new = [1 if value else 0]
         elif reg.bit is not None or reg.bits is not None:
             if isinstance(value, str):
-                if p.enum is None:
+                if p.register_enum is None:
                     raise modbus_codec.CodecError(f"{value!r} is not a number")
-                reverse = {v: k for k, v in p.enum.items()}
+                reverse = {v: k for k, v in p.register_enum.items()}
                 if value not in reverse:
                     raise modbus_codec.CodecError(f"{value!r} is not one of {', '.join(reverse)}")
                 value = reverse[value]
@@ -156,7 +156,8 @@ class ModbusDevice:
             signed = unsigned - (1 << width) if reg.type.startswith("int") and unsigned >> (width - 1) else unsigned
             new = modbus_codec.registers_from_raw(signed, reg.type, p.byte_order, p.word_order)
         else:
-            new = modbus_codec.encode(reg, value, byte_order=p.byte_order, word_order=p.word_order, enum=p.enum)
+            new = modbus_codec.encode(reg, value, byte_order=p.byte_order, word_order=p.word_order,
+                                      enum=p.register_enum)
         assert len(new) == count
         self.tables[table][addr : addr + count] = new
 
@@ -432,8 +433,8 @@ class FirePanelBehaviour(Behaviour):
 
 class ElevatorBehaviour(Behaviour):
     """Holding 100 is the command code (1 fire recall to floor holding 102, 2 hold doors holding 101 s,
-    3 release doors, 4 restore normal service); the car moves floor by floor, ``floor_s`` scenario
-    seconds per floor (device param ``floor_s``, default 2)."""
+    3 release doors, 4 restore normal service, 5 play voice message holding 103); the car moves floor by
+    floor, ``floor_s`` scenario seconds per floor (device param ``floor_s``, default 2)."""
 
     def initialise(self) -> None:
         d = self.device
@@ -445,6 +446,7 @@ class ElevatorBehaviour(Behaviour):
                     "car.speed": 0.0, "car.load": 0, "car.run_count": 0})
         self._motion: asyncio.Task[None] | None = None
         self._hold: asyncio.Task[None] | None = None
+        self.voice_messages: list[int] = []
 
     def after_set(self, name: str) -> None:
         if name == "car.floor":
@@ -473,6 +475,9 @@ class ElevatorBehaviour(Behaviour):
         elif code == 4:
             self._cancel_hold()
             d.set_many({"service.mode": "normal", "door.held": False, "door.state": "closed"})
+        elif code == 5:
+            self.voice_messages.append(int(regs[103]))
+            logger.info("%s: voice message %d played in the car", d.id, regs[103])
         else:
             logger.info("%s: ignoring unknown command code %d", d.id, code)
 

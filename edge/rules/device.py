@@ -13,9 +13,10 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 
-from contract.messages import PointSample, Quality, Scalar
+from contract.messages import Location, PointSample, Quality, Scalar
 from device_profiles import CompiledProfile, ConcreteEvent
 from device_profiles.conditions import EventTracker
+from device_profiles.mqtt_decode import Invalid
 from edge.rules.clock import Clock
 from edge.rules.emitter import Emitter
 from edge.rules.telemetry import TelemetryBatcher
@@ -73,6 +74,7 @@ class DeviceRules:
         *,
         offline_after_s: float | None = None,
         debounce_s: float = 0.0,
+        zones: Mapping[int, Location] | None = None,
     ) -> None:
         self.device_id = device_id
         self.profile = profile
@@ -88,10 +90,13 @@ class DeviceRules:
                 e = dataclasses.replace(e, for_s=max(e.for_s, debounce_s), clear_for_s=max(e.clear_for_s, debounce_s))
             events.append(e)
         self.tracker = EventTracker(events)
+        self.zones: dict[int, Location] = dict(zones or {})
         self.values: dict[str, Scalar] = {}
         self.quality: dict[str, Quality] = {}
         self._reported: dict[str, tuple[Scalar, Quality]] = {}
         self._deadband = {p.name: p.deadband for p in profile.points}
+        self._invalid: set[str] = set()  # points whose last value did not convert (device.bad_value raised)
+        self.clock_skew: str | None = None  # why the device's own time stamps are not used (device.clock_skew)
 
     # --- liveness -------------------------------------------------------------------------------------------
     @property
@@ -124,14 +129,15 @@ class DeviceRules:
         else:
             logger.info("device %s back online", self.device_id)
         self.emitter.event(
-            self.device_id, "device.offline", severity="major", active=offline, ts=self.clock.now(),
-            detail={"reason": reason, "offline_after_s": self.liveness.offline_after_s},
+            self.device_id, "device.offline", key="device.offline", severity="major", active=offline,
+            ts=self.clock.now(), detail={"reason": reason, "offline_after_s": self.liveness.offline_after_s},
         )
 
     # --- values ---------------------------------------------------------------------------------------------
     def ingest(self, values: Mapping[str, Scalar | None], ts: datetime | None = None,
-               bad: Mapping[str, str] | None = None) -> None:
-        """New readings (``None`` / ``bad``: the point could not be read). Reports by exception, runs events."""
+               bad: Mapping[str, str] | None = None, invalid: Mapping[str, Invalid] | None = None) -> None:
+        """New readings (``None`` / ``bad``: the point could not be read; ``invalid``: the device sent a value
+        that does not convert to the point's type). Reports by exception, runs events."""
         ts = ts or self.clock.now()
         for name, value in values.items():
             if value is None:
@@ -139,11 +145,51 @@ class DeviceRules:
                 continue
             self.values[name] = value
             self.quality[name] = "good"
+            if name in self._invalid:
+                self._invalid.discard(name)
+                self._bad_value_event(name, None, ts)
             if self._changed(name, value, "good"):
                 self._report(name, value, "good", ts)
         for name in bad or {}:
             self._set_bad(name, ts)
+        for name, inv in (invalid or {}).items():
+            self._set_invalid(name, inv, ts)
         self.evaluate(ts)
+
+    def _set_invalid(self, name: str, inv: Invalid, ts: datetime) -> None:
+        """Stored with quality bad (the raw value, so the installer sees what came) and the reason in a
+        ``device.bad_value`` event raised once per point until it converts again."""
+        self.values[name] = inv.raw
+        self.quality[name] = "bad"
+        if self._changed(name, inv.raw, "bad"):
+            self._report(name, inv.raw, "bad", ts)
+        if name not in self._invalid:
+            self._invalid.add(name)
+            logger.warning("device %s: point %s: %s", self.device_id, name, inv.reason)
+            self._bad_value_event(name, inv, ts)
+
+    def _bad_value_event(self, name: str, inv: Invalid | None, ts: datetime) -> None:
+        detail: dict[str, Scalar] = {"point": name}
+        if inv is not None:
+            detail |= {"value": str(inv.raw)[:100], "reason": inv.reason[:300]}
+        self.emitter.event(self.device_id, "device.bad_value", severity="warning", active=inv is not None, ts=ts,
+                           detail=detail, key=f"device.bad_value#{name}")
+
+    def flag_clock(self, problem: str | None) -> None:
+        """The device's time stamps could not be used (``problem``: why; the gateway's time is used) or can
+        be again (``None``): a ``device.clock_skew`` event raised once and cleared."""
+        if problem is None and self.clock_skew is None:
+            return
+        if problem is not None and self.clock_skew is not None:
+            self.clock_skew = problem  # still off: flagged once
+            return
+        self.clock_skew = problem
+        if problem is not None:
+            logger.warning("device %s: %s; using the gateway's time", self.device_id, problem)
+        self.emitter.event(self.device_id, "device.clock_skew", key="device.clock_skew", severity="warning",
+                           active=problem is not None,
+                           ts=self.clock.now(),
+                           detail={"reason": (problem or "device time stamps in window again")[:300]})
 
     def _set_bad(self, name: str, ts: datetime) -> None:
         if self.quality.get(name) == "bad":
@@ -158,10 +204,26 @@ class DeviceRules:
         good = {k: v for k, v in self.values.items() if self.quality.get(k) == "good"}
         for t in self.tracker.update(good, self.clock.monotonic()):
             e = t.event
+            detail = {**e.detail, **self.profile.readings_detail(e, good)} if e.readings else e.detail
             self.emitter.event(
-                self.device_id, e.type, severity=e.severity, active=t.active, life_safety=e.life_safety,
-                ts=ts or self.clock.now(), detail=e.detail,
+                self.device_id, e.type, key=e.key, severity=e.severity, active=t.active, life_safety=e.life_safety,
+                ts=ts or self.clock.now(), detail=detail, location=self.location_of(e, e.detail),
             )
+
+    def location_of(self, event: ConcreteEvent, detail: Mapping[str, Scalar]) -> Location | None:
+        """The zone's place from the gateway config's zone map: by the event's ``zone`` detail, else its
+        instance number; None (= the device's own location) when the event is not about a mapped zone."""
+        if not self.zones:
+            return None
+        zone = detail.get("zone")
+        n: int | None = None
+        if isinstance(zone, int) and not isinstance(zone, bool):
+            n = zone
+        elif isinstance(zone, str) and zone.isdigit():
+            n = int(zone)
+        elif zone is None:
+            n = event.n
+        return self.zones.get(n) if n is not None else None
 
     def _changed(self, name: str, value: Scalar, quality: Quality) -> bool:
         prev = self._reported.get(name)
@@ -186,7 +248,10 @@ class DeviceRules:
 
     def momentary(self, event: ConcreteEvent, detail: Mapping[str, Scalar], ts: datetime | None = None) -> None:
         """A momentary event (MQTT ``on_message``): raised once, never cleared."""
+        good = {k: v for k, v in self.values.items() if self.quality.get(k) == "good"}
+        merged = {**event.detail, **self.profile.readings_detail(event, good), **detail}
         self.emitter.event(
-            self.device_id, event.type, severity=event.severity, active=True, life_safety=event.life_safety,
-            ts=ts or self.clock.now(), detail={**event.detail, **detail},
+            self.device_id, event.type, key=event.key, severity=event.severity, active=True,
+            life_safety=event.life_safety, ts=ts or self.clock.now(), detail=merged,
+            location=self.location_of(event, merged),
         )

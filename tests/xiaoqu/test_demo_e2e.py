@@ -30,7 +30,8 @@ steps:
 """
 
 
-def test_fire_drill_through_the_whole_loop(tmp_path: Path) -> None:
+def test_fire_drill_through_the_whole_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the demo's fire-drill report is written to the current folder
     scenario = tmp_path / "mini_fire_drill.yaml"
     scenario.write_text(SCENARIO, encoding="utf-8")
     config = DemoConfig(
@@ -49,6 +50,8 @@ def test_fire_drill_through_the_whole_loop(tmp_path: Path) -> None:
     fire = [a for a in result.seen["alarms_final"] if a["type"] == "fire.alarm"]
     assert len(fire) == 1, "one alarm for the panel's fire, not one per poll or per message"
     assert fire[0]["detail"].get("zone") == 2
+    # zone 2 of the panel (in the fire control room on F1) is on floor 2: the alarm says so
+    assert (fire[0]["key"], fire[0]["building"], fire[0]["floor"]) == ("fire.alarm#2", "b1", 2)
     assert len(result.seen["incident"]) == 1, "two detectors and the panel in one building are one incident"
     outcomes = {(c["command"], c["device_id"]): c["state"] for c in result.seen["command"].values()}
     assert outcomes.get(("release_all", "b1-door")) == "succeeded"
@@ -56,3 +59,7 @@ def test_fire_drill_through_the_whole_loop(tmp_path: Path) -> None:
     assert outcomes.get(("fire_recall", "b1-el2")) == "succeeded"
     # How fast (GB/T 26875.1 asks for 10 s) is measured by the demo and bench/alarm_latency.py, not asserted here.
     assert set(result.seen["first_push_s"]) >= {"smoke.alarm", "fire.alarm"}
+    # The demo ends with the fire-drill report, built from the backend's records and the simulator's report.
+    (page,) = [p.read_text(encoding="utf-8") for p in tmp_path.glob("drill-report-*.html")]
+    assert "<svg" in page and "fire.alarm#2" in page and "b1-f2-sd1" in page and "scenario.yaml" in page
+    assert "fire_recall" in page and "b1-el1" in page
