@@ -22,7 +22,10 @@ Stored = an alarm row in ``alarms`` and a raise in ``events`` (by id). Lost = in
 recovery timeout. Duplicated = more than one alarm row for one injection, or an event id stored twice.
 Recovery = from the end of the fault (the part restarted, the link back) to every alarm of the fault stored.
 
-    .venv/bin/python bench/faults.py [--quick] [--only wan_cut,ingest_kill9]
+    .venv/bin/python bench/faults.py [--quick] [--only wan_cut,ingest_kill9] [--puback-only]
+
+``--puback-only`` runs the gateways as before end-to-end delivery (``uplink.receipt_kinds: []``: a row leaves
+the outbox on the broker's PUBACK), to show what the receipts buy.
 
 Prints one line per fault, a table, then ONE JSON object as the last line.
 """
@@ -122,6 +125,7 @@ class Rig:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
     injections: list[Injection] = field(default_factory=list)
+    puback_only: bool = False
 
     # -- processes ------------------------------------------------------------------------------------
     def spawn(self, name: str, *args: str) -> None:
@@ -259,7 +263,8 @@ class Rig:
 
 
 # -- setting up --------------------------------------------------------------------------------------------
-async def build(plan: Plan, work: Path, faults: list[str], stack: contextlib.AsyncExitStack) -> Rig:
+async def build(plan: Plan, work: Path, faults: list[str], stack: contextlib.AsyncExitStack,
+                puback_only: bool = False) -> Rig:
     """Everything but the gateway and backend processes; ``stack`` undoes it (in reverse) at the end."""
     (work / "pg").mkdir()
     pg = PrivatePostgres(work / "pg")
@@ -275,7 +280,7 @@ async def build(plan: Plan, work: Path, faults: list[str], stack: contextlib.Asy
     proxy = TcpProxy("127.0.0.1", broker.port)
     await proxy.start()
     stack.push_async_callback(proxy.stop)
-    rig = Rig(plan, work, pg, broker, proxy, dsn=pg.dsn.rsplit("/", 1)[0] + "/xq_faults")
+    rig = Rig(plan, work, pg, broker, proxy, dsn=pg.dsn.rsplit("/", 1)[0] + "/xq_faults", puback_only=puback_only)
     stack.callback(rig.stop_all)  # registered last: the processes stop first
 
     profile = load_catalog().get("gst-fp200")
@@ -296,7 +301,7 @@ async def build(plan: Plan, work: Path, faults: list[str], stack: contextlib.Asy
         rig.metrics_ports[gw] = free_port()
         config = {
             "gateway_id": gw, "site": SITE,
-            "uplink": {"url": proxy.url},
+            "uplink": {"url": proxy.url, **({"receipt_kinds": []} if puback_only else {})},
             "outbox": {"path": str(work / gw / "outbox.sqlite3")},
             "metrics_port": rig.metrics_ports[gw], "health_interval_s": 5,
             "telemetry": {"full_report_interval_s": 10},
@@ -337,7 +342,7 @@ async def gateway_first(rig: Rig) -> FaultResult:
         rig.start_gateway(gw)
     note = "alarms PUBACKed with no backend"
     deadline = time.time() + 60
-    while True:
+    while not rig.puback_only:
         awaiting = [await asyncio.to_thread(rig.metric, gw, "xq_outbox_awaiting_receipt", "alarm") for gw in GATEWAYS]
         if all(a == rig.plan.alarms_per_gateway for a in awaiting):
             break
@@ -472,10 +477,10 @@ def _quietly(stop: Any, *args: Any) -> None:
         stop(*args)
 
 
-async def run(plan: Plan, faults: list[str], work: Path) -> list[FaultResult]:
+async def run(plan: Plan, faults: list[str], work: Path, puback_only: bool = False) -> list[FaultResult]:
     results: list[FaultResult] = []
     async with contextlib.AsyncExitStack() as stack:
-        rig = await build(plan, work, faults, stack)
+        rig = await build(plan, work, faults, stack, puback_only)
         if "gateway_first" not in faults:
             for gw in GATEWAYS:
                 rig.start_gateway(gw)
@@ -525,6 +530,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="short outages (a few minutes in all)")
     ap.add_argument("--only", default=",".join(FAULTS), help=f"comma-separated subset of {', '.join(FAULTS)}")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (configs, logs)")
+    ap.add_argument("--puback-only", action="store_true",
+                    help="gateways without end-to-end delivery (a row leaves on the PUBACK): the comparison")
     args = ap.parse_args()
     faults = [f for f in FAULTS if f in args.only.split(",")]
     unknown = set(args.only.split(",")) - set(FAULTS)
@@ -536,7 +543,7 @@ def main() -> None:
     started = time.time()
     signal.signal(signal.SIGTERM, _interrupted)
     try:
-        results = asyncio.run(run(plan, faults, work))
+        results = asyncio.run(run(plan, faults, work, args.puback_only))
     finally:
         if args.keep:
             print(f"work folder: {work}")
@@ -548,6 +555,7 @@ def main() -> None:
     emit({
         "bench": "faults",
         "quick": args.quick,
+        "puback_only": args.puback_only,
         "faults_run": [r.name for r in results],
         "alarms_injected": sum(r.injected for r in results),
         "alarms_stored": sum(r.stored for r in results),
