@@ -93,7 +93,10 @@ def parse_document(
 ) -> tuple[GatewayConfig, Catalog]:
     """Validate a pushed document (stored at ``path``) over the local config; raise :class:`ConfigError`."""
     name = label(version)
-    data = read_yaml(path, name)
+    try:
+        data = read_yaml(path, name)
+    except ProfileError as exc:  # YAML syntax
+        raise ConfigError(exc.issues) from None
     if data is None:
         data = CommentedMap()
     if not isinstance(data, CommentedMap):

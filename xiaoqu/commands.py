@@ -17,6 +17,9 @@ def register(app: typer.Typer) -> None:
     from cloud.serve_cli import user_app
 
     app.add_typer(user_app, name="user", help="Backend users: add the first admin, …")
+    from cloud.gateways.cli import app as gateway_app
+
+    app.add_typer(gateway_app, name="gateway", help="Gateways' config kept by the backend: push, show, history.")
     from edge.cli import app as edge_app
 
     app.add_typer(edge_app, name="edge", help="Run the gateway agent; check a gateway config.")

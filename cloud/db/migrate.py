@@ -67,6 +67,7 @@ MIGRATIONS: list[Migration] = [
     Migration(100, "users and audit log", Path("auth/migrations/100_auth.sql")),
     Migration(110, "alarms, timeline, incidents, suppression windows", Path("alarms/migrations/110_alarms.sql")),
     Migration(120, "commands, work orders, roster, notifications", Path("dispatch/migrations/120_dispatch.sql")),
+    Migration(130, "gateway config versions", Path("gateways/migrations/130_gateway_config.sql")),
 ]
 
 
