@@ -4,7 +4,10 @@
     MQTT bridge      ─┼─▶ DeviceRules ─▶ Emitter ─▶ Outbox ┴─▶ Uplink ─▶ broker
     video analytics  ─┘      (events, telemetry by exception, batches)
 
-Commands from the backend arrive through the uplink (``on_command``) and go to :class:`CommandService`.
+Commands from the backend arrive through the uplink (``on_command``) and go to :class:`CommandService`;
+config pushed by the backend (``on_config``) is validated and applied while running (:meth:`apply_config`):
+pollers, bridges and cameras whose devices changed are rebuilt, the rest runs on (docs/edge.md).
+Under systemd the agent announces READY=1 and pings the watchdog while every part makes progress.
 """
 
 from __future__ import annotations
@@ -388,23 +391,20 @@ class GatewayAgent:
     def report_health(self) -> None:
         self.emitter.health(build_health(self.metrics.src), self.clock.now())
 
-    def _task_ended(self, name: str, task: asyncio.Task[None]) -> None:
+    def _task_ended(self, name: str, task: asyncio.Task[None], part: _Part | None) -> None:
         """A part or core task ended on its own: that is a failure (as before, the agent stops)."""
-        if task.cancelled() or self._stop.is_set():
-            return
-        part = self.parts.get(name)
-        if part is not None and part.retired:
+        if task.cancelled() or self._stop.is_set() or (part is not None and part.retired):
             return
         logger.error("a gateway task ended: %s: %r", name, task.exception())
         self._stop.set()
 
-    def _start(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _start(self, name: str, coro: Coroutine[Any, Any, None], part: _Part | None = None) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(lambda t: self._task_ended(name, t))
+        task.add_done_callback(lambda t: self._task_ended(name, t, part))
         return task
 
     def _start_part(self, part: _Part) -> None:
-        part.task = self._start(part.key, part.runner.run())
+        part.task = self._start(part.key, part.runner.run(), part)
 
     async def _stop_part(self, part: _Part) -> None:
         part.retired = True
