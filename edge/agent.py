@@ -60,6 +60,11 @@ VIDEO_CLEAR_OF = {
 VIDEO_EVIDENCE_PROTECTED = frozenset({"fire_lane.blocked", "elevator.ebike_detected"})
 
 
+def video_key(event_type: str, rule: str) -> str:
+    """The event key of a camera rule's alarm: ``fire_lane.blocked@fire-lane-north`` (raise and clear alike)."""
+    return f"{event_type}@{rule}"
+
+
 # What identifies a device's running state: its config entry, its profile and the rules' debounce. A device
 # whose signature is unchanged by a new config keeps its DeviceRules (values, active alarms, liveness).
 _DeviceSig = tuple[DeviceConfig, Profile, float]
@@ -192,7 +197,8 @@ class GatewayAgent:
         if old is not None and self._device_sigs.get(d.id) == self._device_sig(d):
             return old
         return DeviceRules(d.id, CompiledProfile(self.catalog.get(d.profile)), self.emitter, self.batcher, self.clock,
-                           offline_after_s=d.offline_after_s, debounce_s=self.config.telemetry.debounce_s)
+                           offline_after_s=d.offline_after_s, debounce_s=self.config.telemetry.debounce_s,
+                           zones=d.zone_locations())
 
     def _desired_parts(self) -> dict[str, list[DeviceConfig]]:
         """Devices grouped into parts: one poller per Modbus connection/bus, one bridge per broker, cameras."""
@@ -365,8 +371,9 @@ class GatewayAgent:
             evidence = self._queue_evidence(Path(ev.snapshot_path), ev.camera_id, event_type, protected)
         if ev.linkage:
             detail["linkage"] = ",".join(ev.linkage)
-        self.emitter.event(ev.camera_id, event_type, severity=ev.severity, active=ev.active, ts=ev.observed_at,
-                           detail=detail, evidence=evidence)
+        # One camera rule watches one zone with one dwell alarm: its key is the event type at that rule.
+        self.emitter.event(ev.camera_id, event_type, key=video_key(event_type, ev.rule), severity=ev.severity,
+                           active=ev.active, ts=ev.observed_at, detail=detail, evidence=evidence)
 
     # --- running -------------------------------------------------------------------------------------------
     async def _ticker(self) -> None:
