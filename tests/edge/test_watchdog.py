@@ -67,7 +67,8 @@ def notify_socket() -> Iterator[NotifySocket]:
 
 def _config(tmp_path: Path, site: str, broker_url: str, port: int) -> GatewayConfig:
     return GatewayConfig.model_validate({
-        "gateway_id": "gw-wd", "site": site, "metrics_port": None, "uplink": {"url": broker_url},
+        "gateway_id": f"gw-wd-{uuid.uuid4().hex[:6]}", "site": site, "metrics_port": None,
+        "uplink": {"url": broker_url},
         "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
         "polling": {"backoff_initial_s": 0.2, "backoff_max_s": 1.0},
         "devices": [{"id": "lift1", "profile": "acme-em200", "location": {"site": site, "building": "B1"},
@@ -126,7 +127,8 @@ def test_the_cli_announces_ready_to_a_path_socket(tmp_path: Path, mqtt_broker: A
     notify = NotifySocket(str(sock_path))
     cfg = tmp_path / "gateway.yaml"
     cfg.write_text(
-        f"gateway_id: gw-wd-cli\nsite: {site_id}\nmetrics_port: null\nuplink: {{url: '{mqtt_broker.url}'}}\n"
+        f"gateway_id: gw-wd-cli-{uuid.uuid4().hex[:6]}\nsite: {site_id}\nmetrics_port: null\n"
+        f"uplink: {{url: '{mqtt_broker.url}'}}\n"
         f"outbox: {{path: {tmp_path / 'outbox.sqlite3'}}}\n"
     )
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "300000"}

@@ -123,7 +123,7 @@ async def rig(db: str, tmp_path: Path, mqtt_broker: Any, site_id: str) -> AsyncI
     from cloud.dispatch.mqtt import MqttConfig
     from cloud.serve import Backend, ServeConfig
 
-    gw = "gw-rc"
+    gw = f"gw-rc-{uuid.uuid4().hex[:6]}"  # its own MQTT session (clean_session=False) per run
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute("INSERT INTO sites (id, name) VALUES (%s, %s)", (site_id, site_id))
         conn.execute("INSERT INTO gateways (id, site_id) VALUES (%s, %s)", (gw, site_id))
@@ -189,6 +189,7 @@ async def test_pushed_config_is_applied_live_refused_when_broken_and_kept_across
         lift1_rules = agent.rules["lift1"]
 
         # v1 over the API: adds lift2 (and keeps lift1 as it is).
+        before = obs.count()
         v1 = ("devices:\n" + _device("lift1", "acme-em200", rig.site, rig.lift1.endpoint[1])
               + _device("lift2", "acme-em200", rig.site, rig.lift2.endpoint[1]))
         async with httpx.AsyncClient(base_url=rig.api) as client:
@@ -199,7 +200,6 @@ async def test_pushed_config_is_applied_live_refused_when_broken_and_kept_across
                                  headers=await _token(client, "inst"))
             assert r.status_code == 201, r.text
             assert r.json()["version"] == 1 and r.json()["published"] is True
-        before = obs.count()
         await wait_for(lambda: obs.telemetry_from("lift2", after=before), "lift2 telemetry without a restart")
         await wait_for(lambda: any(s.config_version == 1 for s in obs.states(before)), "state with config v1")
         assert agent.rules["lift1"] is lift1_rules  # unchanged device: its state and active alarm are kept
