@@ -88,7 +88,7 @@ if in_root python -c 'import psycopg' 2>/dev/null; then
 fi
 
 step "xiaoqu profile validate"
-in_root sh -c 'cd /opt/xiaoqu/src && xiaoqu profile validate'
+in_root sh -c 'cd /opt/xiaoqu/src && xiaoqu profile validate device_profiles'
 step "xiaoqu edge check"
 in_root sh -c 'cd /opt/xiaoqu/src && xiaoqu edge check --config edge/examples/gateway.yaml'
 
