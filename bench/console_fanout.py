@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import emit, free_port, median, private_mosquitto, throwaway_database
 from cloud.alarms.testkit import insert_event, migrate_all, seed
+from xiaoqu import processes
 
 XIAOQU = str(Path(sys.executable).with_name("xiaoqu"))
 SECRET = "bench-secret-" + "x" * 32
@@ -59,7 +60,7 @@ def start_serve(dsn: str, mqtt_port: int, workdir: Path, n: int) -> tuple[subpro
         )
     )
     log = (workdir / f"serve{n}.log").open("wb")
-    proc = subprocess.Popen([XIAOQU, "cloud", "serve", "-c", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
+    proc = processes.spawn([XIAOQU, "cloud", "serve", "-c", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -154,6 +155,7 @@ async def main_async(events: int) -> dict[str, Any]:
 
 
 def main() -> int:
+    processes.exit_on_stop_signals()  # SIGTERM/SIGHUP unwind like Ctrl-C: the serve processes are stopped
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a short run (30 events per phase)")
     parser.add_argument("--events", type=int, default=None, help="events per phase (default 200, quick 30)")
