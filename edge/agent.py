@@ -17,7 +17,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -77,7 +77,6 @@ class _Part:
     key: str
     runner: Any  # BusPoller | MqttBridge | edge.video.VideoAnalytics
     signature: tuple[Any, ...]
-    device_ids: list[str]
     task: asyncio.Task[None] | None = None
     retired: bool = False
 
@@ -86,7 +85,6 @@ class _Part:
 class _UplinkProgress:
     acked: int = -1
     since: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 class GatewayAgent:
@@ -260,7 +258,6 @@ class GatewayAgent:
         return added, retired
 
     def _new_part(self, key: str, devices: list[DeviceConfig], signature: tuple[Any, ...]) -> _Part | None:
-        ids = [d.id for d in devices]
         conn = devices[0].connection
         if isinstance(conn, ModbusTcpConnection | ModbusRtuConnection):
             polled: list[PolledDevice] = []
@@ -277,7 +274,7 @@ class GatewayAgent:
             poller = BusPoller(LINKS[conn.kind](conn, t_max), polled, self.clock, backoff_initial_s=p.backoff_initial_s,
                                backoff_max_s=p.backoff_max_s, stats=self.poll_stats, request_timeout_s=t_max)
             logger.info("poller %s: %d device(s)", key.removeprefix("modbus:"), len(polled))
-            return _Part(key, poller, signature, ids)
+            return _Part(key, poller, signature)
         if isinstance(conn, MqttConnection):
             url = conn.broker or self.config.uplink.url
             same = url == self.config.uplink.url
@@ -287,12 +284,12 @@ class GatewayAgent:
                                 username=self.config.uplink.username if same else None,
                                 password=self.config.uplink.password if same else None)
             self._bridge_seq += 1
-            return _Part(key, bridge, signature, ids)
+            return _Part(key, bridge, signature)
         assert isinstance(conn, CameraConnection)
         if not self._with_video:
             return None
         camera = self._add_camera(devices[0].id, self.rules[devices[0].id].profile, conn)
-        return _Part(key, camera, signature, ids)
+        return _Part(key, camera, signature)
 
     def _add_camera(self, device_id: str, profile: CompiledProfile, conn: CameraConnection) -> Any:
         from edge.video import VideoAnalytics
