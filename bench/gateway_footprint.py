@@ -3,7 +3,7 @@
     .venv/bin/python bench/gateway_footprint.py [--quick] [--runs N] [--devices N] [--seconds S]
 
 Runs the real CLI (``xiaoqu edge run --config …``) as a child process against 100 pymodbus device
-servers (another process, bench/edge_poll.py's) and a private Mosquitto, twice: without video, then with one
+servers (another process, bench/_modbus_farm.py) and a private Mosquitto, twice: without video, then with one
 camera (a file source looped in real time at the profile's 5 fps, the shipped ONNX person detector).
 
 - cold_start_s: from spawning the process to the first telemetry batch received on the broker (a
@@ -42,7 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ruamel.yaml import YAML
 
 from bench._common import emit, median, private_mosquitto
-from bench.edge_poll import BENCH_PROFILE, start_servers
+from bench._modbus_farm import BENCH_PROFILE, start_servers
 
 SITE = "bench-fp"
 GATEWAY = "gw-fp"
