@@ -88,7 +88,8 @@ if in_root python -c 'import psycopg' 2>/dev/null; then
 fi
 
 step "xiaoqu profile validate"
-in_root sh -c 'cd /opt/xiaoqu/src && xiaoqu profile validate device_profiles'
+# the profiles as installed (from /, so that the source tree's copy is not the one imported)
+in_root sh -c 'cd / && xiaoqu profile validate "$(python -c "import device_profiles as p, os; print(os.path.dirname(p.__file__))")"'
 step "xiaoqu edge check"
 in_root sh -c 'cd /opt/xiaoqu/src && xiaoqu edge check --config edge/examples/gateway.yaml'
 
