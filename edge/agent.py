@@ -230,8 +230,9 @@ class GatewayAgent:
             evidence = self._queue_evidence(Path(ev.snapshot_path), ev.camera_id, event_type, protected)
         if ev.linkage:
             detail["linkage"] = ",".join(ev.linkage)
+        # one signal per rule (zone) of the camera: raise and clear of the same zone share the key
         self.emitter.event(ev.camera_id, event_type, severity=ev.severity, active=ev.active, ts=ev.observed_at,
-                           detail=detail, evidence=evidence)
+                           detail=detail, evidence=evidence, key=f"{event_type}#{ev.rule}")
 
     # --- running -------------------------------------------------------------------------------------------
     async def _ticker(self) -> None:
