@@ -8,7 +8,7 @@ bottom-right, so a profile does not depend on the stream's resolution.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -77,6 +77,14 @@ class DetectorSpec(_Strict):
     executor: Literal["thread", "process"] = Field(
         default="thread", description="where inference runs: a worker thread (ORT releases the GIL) or a process"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nanodet_size_from_model(cls, data: Any) -> Any:
+        # NanoDet exports have a fixed input: unless given, take the model's (not the SSD default 300x300)
+        if isinstance(data, dict) and data.get("kind") == "onnx_nanodet" and "input_size" not in data:
+            return {**data, "input_size": None}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> DetectorSpec:

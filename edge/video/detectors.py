@@ -371,8 +371,7 @@ class OnnxNanodetDetector:
         shape = inp.shape
         static = len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int)
         model_size = (int(shape[3]), int(shape[2])) if static else None
-        asked = spec.input_size if "input_size" in spec.model_fields_set else None
-        if model_size is not None and asked is not None and asked != model_size:
+        if model_size is not None and spec.input_size is not None and spec.input_size != model_size:
             raise DetectorError(f"detector.input_size {spec.input_size} does not match the model's input {model_size}")
         size = model_size or spec.input_size
         if size is None:

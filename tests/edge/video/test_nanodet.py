@@ -115,6 +115,10 @@ def test_config_errors_are_clear():
     with pytest.raises(DetectorError, match="does not match the model's input"):
         load_detector(DetectorSpec(kind="onnx_nanodet", model="builtin:nanodet", input_size=(320, 320),
                                    labels={0: "person"}))
+    # a NanoDet spec takes the model's input size, also after a round trip through JSON (remote config)
+    nd = DetectorSpec(kind="onnx_nanodet", model="builtin:nanodet", labels={0: "person"})
+    assert nd.input_size is None and DetectorSpec.model_validate(nd.model_dump()).input_size is None
+    assert load_detector(DetectorSpec.model_validate_json(nd.model_dump_json())).size == (416, 416)  # type: ignore[attr-defined]
     with pytest.raises(DetectorError, match="outside the model's 80 classes"):
         load_detector(DetectorSpec(kind="onnx_nanodet", model="builtin:nanodet", labels={80: "thing"}))
     with pytest.raises(ValidationError, match=r"class_thresholds name labels not in detector\.labels: bus"):
