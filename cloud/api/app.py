@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from cloud.api.deps import AppState
-from cloud.api.routers import alarms, audit, auth, commands, evidence, orders, sites, ws
+from cloud.api.routers import alarms, audit, auth, commands, console, evidence, orders, sites, ws
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -23,8 +23,9 @@ def create_app(state: AppState) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     app.state.xq = state
-    for module in (auth, sites, alarms, commands, orders, audit, evidence, ws):
+    for module in (auth, sites, alarms, commands, orders, audit, evidence, ws, console):
         app.include_router(module.router)
+    app.include_router(console.pages)  # /install, /sound/alarm.wav (the console's own, not API)
 
     @app.get("/api/health", tags=["health"], summary="Liveness")
     async def health() -> dict[str, str]:
