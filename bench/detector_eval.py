@@ -36,10 +36,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-from ruamel.yaml import YAML
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from device_profiles import load_catalog
 from device_profiles.camera import DetectorSpec
 from edge.video.base import Box, Detection
 from edge.video.detectors import Detector, load_detector
@@ -48,7 +48,6 @@ from simulators.camera import scenes
 
 CLASSES = ("person", "bicycle", "car", "truck", "motorcycle")
 VEHICLES = frozenset({"car", "truck", "bus"})
-PROFILE = Path(__file__).resolve().parents[1] / "device_profiles" / "camera" / "generic-ipc-analytics.yaml"
 
 
 @dataclass
@@ -182,8 +181,10 @@ def timed(det: Detector, samples: list[Sample], repeats: int) -> tuple[list[list
 
 
 def nanodet_spec() -> DetectorSpec:
-    data = YAML(typ="safe").load(PROFILE.read_text(encoding="utf-8"))
-    return DetectorSpec.model_validate(data["camera"]["detector"])
+    """The detector of the shipped camera profile ``generic-ipc-analytics`` (NanoDet, its labels and thresholds)."""
+    camera = load_catalog().get("generic-ipc-analytics").camera
+    assert camera is not None
+    return camera.detector
 
 
 def main() -> int:

@@ -31,8 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ruamel.yaml import YAML
-
+from device_profiles import load_catalog
 from device_profiles.camera import CameraSpec, DetectorSpec
 from edge.video import VideoAnalytics, load_detector
 from edge.video.base import Frame
@@ -44,13 +43,13 @@ LANE = {"name": "lane", "kind": "fire_lane_blockage", "zone": FIRE_LANE_ZONE}
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-PROFILE = Path(__file__).resolve().parents[1] / "device_profiles" / "camera" / "generic-ipc-analytics.yaml"
 
 
 def nanodet_spec() -> DetectorSpec:
-    """The detector of the shipped camera profile (NanoDet-g-416, its labels and thresholds)."""
-    data = YAML(typ="safe").load(PROFILE.read_text(encoding="utf-8"))
-    return DetectorSpec.model_validate(data["camera"]["detector"])
+    """The detector of the shipped camera profile ``generic-ipc-analytics`` (NanoDet, its labels and thresholds)."""
+    camera = load_catalog().get("generic-ipc-analytics").camera
+    assert camera is not None
+    return camera.detector
 
 
 def bench_overhead(n: int, spec_: DetectorSpec | None = None, suffix: str = "") -> dict[str, float]:

@@ -18,15 +18,13 @@ from simulators.camera import Scene
 BASE = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday, 20:00 in Asia/Shanghai
 
 
-PROFILES = Path(__file__).resolve().parents[3] / "device_profiles" / "camera"
-
-
 def profile_detector_spec(profile: str = "generic-ipc-analytics") -> DetectorSpec:
     """The detector section of a shipped camera profile (NanoDet with the shipped per-class thresholds)."""
-    from ruamel.yaml import YAML
+    from device_profiles import load_catalog
 
-    data = YAML(typ="safe").load((PROFILES / f"{profile}.yaml").read_text(encoding="utf-8"))
-    return DetectorSpec.model_validate(data["camera"]["detector"])
+    camera = load_catalog().get(profile).camera
+    assert camera is not None
+    return camera.detector
 
 
 def spec(rules: list[dict[str, object]], **extra: object) -> CameraSpec:
