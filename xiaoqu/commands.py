@@ -17,6 +17,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "user": ("cloud", "the backend"),
     "edge": ("edge", "the gateway"),
     "onboard": ("edge", "the gateway's installer tools"),
+    "report": ("cloud", "the backend's reports"),
     "sim": ("sim", "the simulators"),
     "demo": ("edge,cloud,sim", "the whole loop"),
 }
@@ -49,6 +50,9 @@ def register(app: typer.Typer) -> None:
     from edge.cli import app as edge_app
 
     app.add_typer(edge_app, name="edge", help="Run the gateway agent; check a gateway config.")
+    from cloud.report.cli import app as report_app
+
+    app.add_typer(report_app, name="report", help="Reports from the backend's records: the fire-drill report.")
     from simulators.cli import app as sim_app
 
     app.add_typer(sim_app, name="sim", help="Simulated compound: run layouts and scenarios.")

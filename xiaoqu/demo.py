@@ -311,6 +311,7 @@ def _run_demo(config: DemoConfig, console: Console, stop: processes.StopSignals)
 
 def _run(run: Run, mqtt_url: str, dsn: str) -> DemoResult:
     config, console = run.config, run.console
+    started = datetime.now(UTC)
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -382,6 +383,15 @@ def _run(run: Run, mqtt_url: str, dsn: str) -> DemoResult:
     _summary(console, seen)
     if report.exists():
         console.print(f"simulator report (what was injected and when): {report}")
+    from cloud.report.drill import write_drill_report
+
+    drill_html = (config.workdir or Path.cwd()) / f"drill-report-{started:%Y%m%d-%H%M%S}.html"  # outlives the demo
+    try:
+        fig = write_drill_report(demo_dsn, started, drill_html, sim_report=report).figures()
+        console.print(f"fire-drill report: {drill_html.resolve()} ({fig['signals_within_limit']}/{fig['signals']} "
+                      "signals within 10 s)")
+    except (psycopg.Error, OSError, ValueError) as exc:
+        console.print(f"[yellow]no fire-drill report: {exc}[/yellow]")
     if config.keep_running:
         console.print(f"everything is still running: {api}/api/docs (manager / {password}); Ctrl-C to stop")
         try:
