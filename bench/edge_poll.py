@@ -39,6 +39,8 @@ from xiaoqu import processes
 # ------------------------------------------------------------------ measurements
 
 class CountingOutbox:
+    epoch = 1
+
     def __init__(self) -> None:
         self.seq = 0
         self.messages = 0

@@ -283,6 +283,7 @@ class GatewayAgent:
             bridge = MqttBridge(url, bridged, self.clock, client_id=client_id,
                                 username=self.config.uplink.username if same else None,
                                 password=self.config.uplink.password if same else None)
+            bridge.on_late_result = lambda dev, cid, out: self.commands.late_result(dev, cid, out.status, out.reason)
             self._bridge_seq += 1
             return _Part(key, bridge, signature)
         assert isinstance(conn, CameraConnection)
@@ -337,9 +338,9 @@ class GatewayAgent:
     def birth(self) -> GatewayState:
         devices = [DeviceInfo(device=d.id, profile=d.profile, location=d.location, name=d.name)
                    for d in self.config.devices]
-        return GatewayState(gw=self.config.gateway_id, seq=self.outbox.next_seq(), ts=self.clock.now(),
-                            state="online", software=SOFTWARE, devices=devices, config_version=self.config_version,
-                            config_error=self.config_error)
+        return GatewayState(gw=self.config.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(),
+                            ts=self.clock.now(), state="online", software=SOFTWARE, devices=devices,
+                            config_version=self.config_version, config_error=self.config_error)
 
     def devices_online(self) -> tuple[int, int]:
         """(online, offline); a device not yet heard from (e.g. a camera before its first frame) is neither."""
