@@ -1,0 +1,193 @@
+"""The installer's probe through the gateway, with every real part: simulated Modbus devices (pymodbus, from
+the profiles), the gateway agent polling them, Mosquitto, the ingest worker, PostgreSQL and the backend
+(API + decision engine). ``POST /api/devices/{id}/probe`` sends the gateway's probe command; the gateway
+reads every point through its running poller and answers per point. A right profile passes with the values
+the device holds; a profile with the wrong word order fails on the plausible range, with the reason; an
+unplugged device fails every point with the connection's reason. The installer page shows the table."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from cloud.alarms.testkit import migrate_all
+from cloud.api.config import ApiConfig
+from cloud.db import DatabaseConfig
+from cloud.dispatch.mqtt import MqttConfig as PublisherConfig
+from cloud.ingest.config import IngestConfig
+from cloud.ingest.worker import IngestWorker
+from cloud.serve import Backend, ServeConfig
+from device_profiles import SHIPPED_DIR, CompiledProfile, load_catalog
+from edge.agent import GatewayAgent
+from edge.config import GatewayConfig
+from simulators.modbus import ModbusDeviceServer
+
+from .conftest import PASSWORD, SECRET, add_users, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLES = ROOT / "docs" / "examples" / "profiles"
+VALUES = {"pressure": 0.85, "status.low_pressure": True, "status.signal": 12, "water_temperature": 18.5,
+          "supply_voltage": 24.0, "low_alarm_threshold": 300}
+
+
+async def until(cond: Callable[[], Any], what: str, timeout: float = 45.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def rows(dsn: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+@dataclass
+class Stack:
+    base_url: str
+    dsn: str
+    site: str
+    good: str  # right profile
+    swapped: str  # the same device, read with a profile whose word order is wrong
+    unplugged: str  # nothing listens at its address
+
+
+def wrong_word_order(folder: Path) -> Path:
+    text = (EXAMPLES / "acme-hp30.yaml").read_text(encoding="utf-8")
+    text = text.replace("id: acme-hp30", "id: acme-hp30-abcd").replace("  word_order: little", "  word_order: big")
+    folder.mkdir(exist_ok=True)
+    (folder / "acme-hp30-abcd.yaml").write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, pg_dsn: str, mqtt_broker: Any, site_id: str) -> AsyncIterator[Stack]:
+    migrate_all(pg_dsn)
+    await add_users(pg_dsn)
+    own = wrong_word_order(tmp_path / "profiles")
+    catalog = load_catalog([SHIPPED_DIR, EXAMPLES, own])
+    gw = f"{site_id}-gw"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        layout = {"buildings": [{"id": "B1", "name": "1号楼", "floors": 6, "basement_floors": 0, "units_per_floor": 2}]}
+        conn.execute("INSERT INTO sites (id, name, timezone, layout) VALUES (%s, '探测小区', 'Asia/Shanghai', %s)",
+                     (site_id, json.dumps(layout)))
+    worker = IngestWorker(DatabaseConfig(dsn=pg_dsn, flavour="native"), IngestConfig.model_validate({
+        "mqtt": {"host": mqtt_broker.host, "port": mqtt_broker.port}, "client_id": f"ing-{site_id}",
+        "group": f"g{site_id}", "site": site_id, "batch_max_wait_ms": 30, "session_expiry_s": 60,
+    }))
+    worker.start()
+    backend = Backend(ServeConfig(
+        database=DatabaseConfig(dsn=pg_dsn, pool_max=6),
+        mqtt=PublisherConfig(host=mqtt_broker.host, port=mqtt_broker.port, client_id=f"dec-{site_id}"),
+        api=ApiConfig(port=free_port(), jwt_secret=SECRET, evidence_dir=tmp_path / "evidence"),
+    ), run_timers=False)
+    await backend.start()
+    hp = catalog.get("acme-hp30")
+    agent_task: asyncio.Task[None] | None = None
+    try:
+        await until(worker.subscribed.is_set, "ingest subscribed")
+        async with ModbusDeviceServer(hp, unit=1) as dev1, ModbusDeviceServer(hp, unit=1) as dev2:
+            for dev in (dev1, dev2):
+                for name, value in VALUES.items():
+                    dev.set(name, value)
+
+            def device(dev_id: str, profile: str, port: int, floor: int) -> dict[str, Any]:
+                return {"id": dev_id, "profile": profile, "name": f"{floor}F 消火栓压力",
+                        "location": {"site": site_id, "building": "B1", "floor": floor},
+                        "connection": {"kind": "modbus_tcp", "host": "127.0.0.1", "port": port, "unit": 1},
+                        "poll_interval_s": 0.5}
+
+            p = f"{site_id}-"
+            config = GatewayConfig.model_validate({
+                "gateway_id": gw, "site": site_id, "uplink": {"url": mqtt_broker.url},
+                "outbox": {"path": str(tmp_path / "outbox.sqlite3")}, "metrics_port": None,
+                "polling": {"backoff_initial_s": 0.2, "backoff_max_s": 2},
+                "devices": [device(f"{p}hp1", "acme-hp30", dev1.endpoint[1], 2),
+                            device(f"{p}hp2", "acme-hp30-abcd", dev2.endpoint[1], 3),
+                            device(f"{p}hp3", "acme-hp30", free_port(), 4)],
+            })
+            agent = GatewayAgent(config, catalog, with_video=False)
+            agent_task = asyncio.create_task(agent.run())
+            await until(lambda: rows(pg_dsn, "SELECT count(*) FROM devices WHERE gateway_id = %s", gw)[0][0] == 3,
+                        "the gateway's birth registered its devices")
+            await until(lambda: agent.rules[f"{p}hp1"].online, "the device polled")
+            yield Stack(f"http://127.0.0.1:{backend.config.api.port}", pg_dsn, site_id, f"{p}hp1", f"{p}hp2",
+                        f"{p}hp3")
+            agent.stop()
+            await asyncio.wait_for(agent_task, 20)
+    finally:
+        if agent_task is not None and not agent_task.done():
+            agent_task.cancel()
+        await backend.stop()
+        worker.stop()
+
+
+async def login(client: httpx.AsyncClient, user: str) -> dict[str, str]:
+    r = await client.post("/api/auth/token", data={"username": user, "password": PASSWORD})
+    r.raise_for_status()
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+async def test_probe_through_the_gateway(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as client:
+        installer = await login(client, "installer")
+        r = await client.post(f"/api/devices/{stack.good}/probe", params={"wait_s": 40}, headers=installer)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["done"] and out["state"] == "succeeded" and out["ok"] is True, out
+        points = {p["name"]: p for p in out["points"]}
+        profile = CompiledProfile(load_catalog([EXAMPLES]).get("acme-hp30"))
+        assert list(points) == [p.name for p in profile.points]  # every point, in the profile's order
+        assert all(p["ok"] and p["reason"] is None for p in points.values())
+        assert points["pressure"]["value"] == pytest.approx(0.85, abs=1e-6)
+        assert points["pressure"]["shown"] == "0.85" and points["pressure"]["unit"] == "MPa"
+        assert points["pressure"]["label"] == "管网压力"
+        assert points["status.low_pressure"]["value"] is True and points["status.sensor_fault"]["value"] is False
+        assert points["status.signal"]["value"] == 12
+        assert points["water_temperature"]["value"] == pytest.approx(18.5, abs=0.05)
+        assert points["low_alarm_threshold"]["value"] == 300
+        # the page polls the same result by id; the audit log has who asked and what came back
+        again = await client.get(f"/api/devices/{stack.good}/probe/{out['command_id']}", headers=installer)
+        assert again.json()["points"] == out["points"]
+        audit = rows(stack.dsn, "SELECT action, actor, detail FROM audit_log WHERE target_id = %s ORDER BY id",
+                     stack.good)
+        assert [(a, actor) for a, actor, _ in audit] == [("device.probe", "installer"),
+                                                        ("device.probe.result", f"gateway:{stack.site}-gw")]
+        assert audit[1][2]["state"] == "succeeded" and audit[1][2]["failed"] == 0
+        assert rows(stack.dsn, "SELECT state FROM commands WHERE id = %s", out["command_id"]) == [("succeeded",)]
+
+        # the wrong word order decodes the pressure as an implausible number: FAIL, with the range in the reason
+        r = await client.post(f"/api/devices/{stack.swapped}/probe", params={"wait_s": 40}, headers=installer)
+        bad = r.json()
+        assert bad["state"] == "failed" and bad["ok"] is False, bad
+        failed = {p["name"]: p["reason"] for p in bad["points"] if not p["ok"]}
+        assert "plausible minimum 0.01" in failed["pressure"] and "word_order" in failed["pressure"], failed
+        assert "pressure" in bad["reason"]
+        assert {p["name"] for p in bad["points"] if p["ok"]} >= {"status.low_pressure", "status.signal"}
+
+        # nothing at the unplugged device's address: every point FAILs with the connection's reason
+        r = await client.post(f"/api/devices/{stack.unplugged}/probe", params={"wait_s": 40}, headers=installer)
+        gone = r.json()
+        assert gone["state"] == "failed" and gone["points"], gone
+        assert all(not p["ok"] and "connect" in p["reason"] for p in gone["points"])
+        assert "connect" in gone["reason"]
+
+        # a property manager may look but not probe; an unknown device is a 404
+        pm = await login(client, "pm")
+        assert (await client.post(f"/api/devices/{stack.good}/probe", headers=pm)).status_code == 403
+        assert (await client.post("/api/devices/nope/probe", headers=installer)).status_code == 404
