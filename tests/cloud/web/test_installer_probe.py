@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "docs" / "examples" / "profiles"
 VALUES = {"pressure": 0.85, "status.low_pressure": True, "status.signal": 12, "water_temperature": 18.5,
           "supply_voltage": 24.0, "low_alarm_threshold": 300}
+PROFILE_POINTS = [p.name for p in CompiledProfile(load_catalog([EXAMPLES]).get("acme-hp30")).points]
 
 
 async def until(cond: Callable[[], Any], what: str, timeout: float = 45.0) -> Any:
@@ -151,8 +152,7 @@ async def test_probe_through_the_gateway(stack: Stack) -> None:
         out = r.json()
         assert out["done"] and out["state"] == "succeeded" and out["ok"] is True, out
         points = {p["name"]: p for p in out["points"]}
-        profile = CompiledProfile(load_catalog([EXAMPLES]).get("acme-hp30"))
-        assert list(points) == [p.name for p in profile.points]  # every point, in the profile's order
+        assert list(points) == PROFILE_POINTS  # every point, in the profile's order
         assert all(p["ok"] and p["reason"] is None for p in points.values())
         assert points["pressure"]["value"] == pytest.approx(0.85, abs=1e-6)
         assert points["pressure"]["shown"] == "0.85" and points["pressure"]["unit"] == "MPa"
@@ -191,3 +191,48 @@ async def test_probe_through_the_gateway(stack: Stack) -> None:
         pm = await login(client, "pm")
         assert (await client.post(f"/api/devices/{stack.good}/probe", headers=pm)).status_code == 403
         assert (await client.post("/api/devices/nope/probe", headers=installer)).status_code == 404
+
+
+async def test_installer_page_probes_through_the_gateway(stack: Stack, chromium: Any, tmp_path: Path) -> None:
+    from playwright.async_api import expect
+
+    errors: list[str] = []
+    ctx = await chromium.new_context(viewport={"width": 1280, "height": 1000}, locale="zh-CN")
+    page = await ctx.new_page()
+    page.set_default_timeout(40_000)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"{stack.base_url}/install")
+    await page.fill("#login input[name=username]", "installer")
+    await page.fill("#login input[name=password]", PASSWORD)
+    await page.click("#login button[type=submit]")
+    await expect(page.locator("#login")).to_be_hidden()
+
+    # the good device: every point passes, values at the profile's precision, labels from the profile
+    await page.locator("select[name=existing]").select_option(stack.good)
+    checklist = page.locator("#checklist")
+    await checklist.locator("#probe").click()
+    table = checklist.locator("#probe-table")
+    await expect(checklist.locator("#probe-summary")).to_contain_text("全部通过")
+    await expect(table.locator("tbody tr.probe-pass")).to_have_count(len(PROFILE_POINTS))
+    pressure = table.locator('tr[data-point="pressure"]')
+    await expect(pressure).to_contain_text("管网压力")
+    await expect(pressure.locator(".probe-value")).to_have_text("0.85 MPa")
+    await expect(table.locator('tr[data-point="status.low_pressure"] .probe-value')).to_have_text("是")
+    await expect(checklist.locator('[data-check="probe"]')).to_have_class("check passed")
+    await page.screenshot(path=str(tmp_path / "probe-pass.png"), full_page=True)
+
+    # the wrong word order: the pressure FAILs with the reason, in English after the switch
+    await page.click("#lang")
+    await page.locator("select[name=existing]").select_option(stack.swapped)
+    await expect(checklist.locator("#probe")).to_have_text("Probe")
+    await checklist.locator("#probe").click()
+    await expect(checklist.locator("#probe-summary")).to_contain_text("1 points failed")
+    bad = table.locator('tr[data-point="pressure"]')
+    await expect(bad).to_have_class("probe-fail")
+    await expect(bad.locator(".probe-verdict")).to_have_text("fail")
+    await expect(bad).to_contain_text("管网压力")  # the profile's own label
+    await expect(bad.locator(".probe-reason")).to_contain_text("plausible minimum 0.01")
+    await expect(checklist.locator('[data-check="probe"]')).to_have_class("check failed")
+    await page.screenshot(path=str(tmp_path / "probe-fail.png"), full_page=True)
+    assert not errors, errors
+    await ctx.close()
