@@ -61,10 +61,10 @@ async def probe_device(executor: CommandExecutor, device_id: str, window_s: floa
         return report
     if isinstance(target, MqttTarget):
         bridge = target.bridge
-        topics = mqtt_topics(profile, device_id, prefix=bridge.devices[device_id].prefix)
+        points = mqtt_topics(profile, device_id, prefix=bridge.devices[device_id].prefix)
         report = ProbeReport(profile.id, f"{bridge.url} device {device_id}")
-        payloads = await bridge.wait_latest(set(topics), window_s)
+        payloads = await bridge.wait_latest({t for t, _ in points}, window_s)
         report.results = decode_payloads(
-            topics, payloads, f"no message on {{topic}} (none kept by the gateway, none within {window_s:g} s)")
+            points, payloads, f"no message on {{topic}} (none kept by the gateway, none within {window_s:g} s)")
         return report
     raise ProbeRefused(f"device {device_id!r} ({profile.id}) has no points the gateway reads")

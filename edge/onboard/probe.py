@@ -166,42 +166,43 @@ async def probe_modbus(
     return report
 
 
-def mqtt_topics(compiled: CompiledProfile, device_id: str, prefix: str | None = None) -> dict[str, list[ConcretePoint]]:
-    """Topic → the device's points read from it (the topic templates filled for this device)."""
+def mqtt_topics(
+    compiled: CompiledProfile, device_id: str, prefix: str | None = None
+) -> list[tuple[str, ConcretePoint]]:
+    """Each point of the device with the topic it is read from (templates filled), in the profile's order."""
     if prefix is None:
         prefix = fill_topic(compiled.profile.mqtt.prefix if compiled.profile.mqtt else "xqdev/{device_id}",
                             prefix="", device_id=device_id)
-    topics: dict[str, list[ConcretePoint]] = {}
+    out: list[tuple[str, ConcretePoint]] = []
     for p in compiled.points:
         assert p.mqtt is not None
-        topics.setdefault(fill_topic(p.mqtt.topic, prefix=prefix, device_id=device_id), []).append(p)
-    return topics
+        out.append((fill_topic(p.mqtt.topic, prefix=prefix, device_id=device_id), p))
+    return out
 
 
 def decode_payloads(
-    topics: Mapping[str, list[ConcretePoint]], payloads: Mapping[str, bytes | bytearray], missing: str
+    points: Iterable[tuple[str, ConcretePoint]], payloads: Mapping[str, bytes | bytearray], missing: str
 ) -> list[PointResult]:
     """Each point from the latest payload on its topic; ``missing`` says why a topic has none
     (``{topic}`` is filled in)."""
     results: list[PointResult] = []
-    for topic, points in topics.items():
+    for topic, p in points:
+        assert p.mqtt is not None
         raw = payloads.get(topic)
-        for p in points:
-            assert p.mqtt is not None
-            value: Scalar | None = None
-            error: str | None = None
-            if raw is None:
-                error = missing.format(topic=topic)
-            else:
-                try:
-                    value = p.convert(extract_scalar(json.loads(raw), p.mqtt.path))
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    error = f"payload on {topic} is not JSON: {exc}"
-                except (Missing, PathError) as exc:
-                    error = f"nothing at {p.mqtt.path} in the payload on {topic} ({exc})"
-                except ConversionError as exc:
-                    error = f"{p.mqtt.path} on {topic}: {exc}"
-            results.append(point_result(p, f"{topic} {p.mqtt.path}", value, error))
+        value: Scalar | None = None
+        error: str | None = None
+        if raw is None:
+            error = missing.format(topic=topic)
+        else:
+            try:
+                value = p.convert(extract_scalar(json.loads(raw), p.mqtt.path))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                error = f"payload on {topic} is not JSON: {exc}"
+            except (Missing, PathError) as exc:
+                error = f"nothing at {p.mqtt.path} in the payload on {topic} ({exc})"
+            except ConversionError as exc:
+                error = f"{p.mqtt.path} on {topic}: {exc}"
+        results.append(point_result(p, f"{topic} {p.mqtt.path}", value, error))
     return results
 
 
@@ -210,7 +211,8 @@ async def probe_mqtt(profile: Profile, url: str, device_id: str, window_s: float
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    topics = mqtt_topics(CompiledProfile(profile), device_id)
+    points = mqtt_topics(CompiledProfile(profile), device_id)
+    topics = {t for t, _ in points}
     report = ProbeReport(profile.id, f"{url} device {device_id}")
     payloads: dict[str, bytes | bytearray] = {}
     lock = threading.Lock()
@@ -220,7 +222,7 @@ async def probe_mqtt(profile: Profile, url: str, device_id: str, window_s: float
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         with lock:
             payloads[msg.topic] = msg.payload
-            if set(payloads) >= set(topics):
+            if set(payloads) >= topics:
                 got_all.set()
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"xq-probe-{device_id}-{time.monotonic_ns()}")
@@ -240,5 +242,5 @@ async def probe_mqtt(profile: Profile, url: str, device_id: str, window_s: float
     finally:
         client.loop_stop()
         client.disconnect()
-    report.results = decode_payloads(topics, payloads, f"no message on {{topic}} within {window_s:g}s")
+    report.results = decode_payloads(points, payloads, f"no message on {{topic}} within {window_s:g}s")
     return report

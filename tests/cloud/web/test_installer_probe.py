@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from conftest import rows, until
 
 from cloud.alarms.testkit import migrate_all
 from cloud.api.config import ApiConfig
@@ -32,6 +32,7 @@ from edge.config import GatewayConfig
 from simulators.modbus import ModbusDeviceServer
 
 from .conftest import PASSWORD, SECRET, add_users, free_port
+from .test_console_browser import log_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,20 +43,6 @@ VALUES = {"pressure": 0.85, "status.low_pressure": True, "status.signal": 12, "w
 PROFILE_POINTS = [p.name for p in CompiledProfile(load_catalog([EXAMPLES]).get("acme-hp30")).points]
 
 
-async def until(cond: Callable[[], Any], what: str, timeout: float = 45.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-def rows(dsn: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(sql, args).fetchall()
 
 
 @dataclass
@@ -187,6 +174,24 @@ async def test_probe_through_the_gateway(stack: Stack) -> None:
         assert all(not p["ok"] and "connect" in p["reason"] for p in gone["points"])
         assert "connect" in gone["reason"]
 
+        # without waiting: the answer comes later, the page asks by command id until it is done
+        r = await client.post(f"/api/devices/{stack.good}/probe", params={"wait_s": 0}, headers=installer)
+        assert r.status_code == 200 and r.json()["state"] in ("queued", "sent", "succeeded"), r.text
+        cid = r.json()["command_id"]
+
+        async def answered() -> dict[str, Any] | None:
+            got = (await client.get(f"/api/devices/{stack.good}/probe/{cid}", headers=installer)).json()
+            return got if got["done"] else None
+
+        later = None
+        for _ in range(300):
+            if (later := await answered()) is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert later is not None and later["ok"] and len(later["points"]) == len(PROFILE_POINTS)
+        assert len(rows(stack.dsn, "SELECT 1 FROM audit_log WHERE action = 'device.probe.result' "
+                                   "AND detail->>'command_id' = %s", cid)) == 1
+
         # a property manager may look but not probe; an unknown device is a 404
         pm = await login(client, "pm")
         assert (await client.post(f"/api/devices/{stack.good}/probe", headers=pm)).status_code == 403
@@ -202,10 +207,7 @@ async def test_installer_page_probes_through_the_gateway(stack: Stack, chromium:
     page.set_default_timeout(40_000)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await page.goto(f"{stack.base_url}/install")
-    await page.fill("#login input[name=username]", "installer")
-    await page.fill("#login input[name=password]", PASSWORD)
-    await page.click("#login button[type=submit]")
-    await expect(page.locator("#login")).to_be_hidden()
+    await log_in(page, "installer")
 
     # the good device: every point passes, values at the profile's precision, labels from the profile
     await page.locator("select[name=existing]").select_option(stack.good)
