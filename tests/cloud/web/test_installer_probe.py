@@ -30,6 +30,7 @@ from device_profiles import SHIPPED_DIR, CompiledProfile, load_catalog
 from edge.agent import GatewayAgent
 from edge.config import GatewayConfig
 from simulators.modbus import ModbusDeviceServer
+from simulators.vendor_devices import TianlanGasDetector
 
 from .conftest import PASSWORD, SECRET, add_users, free_port
 from .test_console_browser import log_in
@@ -53,6 +54,7 @@ class Stack:
     good: str  # right profile
     swapped: str  # the same device, read with a profile whose word order is wrong
     unplugged: str  # nothing listens at its address
+    gas: str  # an MQTT device (the vendor gas detector's simulator), probed from the bridge's latest message
 
 
 def wrong_word_order(folder: Path) -> Path:
@@ -107,15 +109,22 @@ async def stack(tmp_path: Path, pg_dsn: str, mqtt_broker: Any, site_id: str) -> 
                 "polling": {"backoff_initial_s": 0.2, "backoff_max_s": 2},
                 "devices": [device(f"{p}hp1", "acme-hp30", dev1.endpoint[1], 2),
                             device(f"{p}hp2", "acme-hp30-abcd", dev2.endpoint[1], 3),
-                            device(f"{p}hp3", "acme-hp30", free_port(), 4)],
+                            device(f"{p}hp3", "acme-hp30", free_port(), 4),
+                            {"id": f"{p}gas1", "profile": "tianlan-gv40", "location": {"site": site_id,
+                             "building": "B1", "floor": 1, "unit": "101"}, "connection": {"kind": "mqtt"}}],
             })
+            gas = TianlanGasDetector(f"{p}gas1", mqtt_broker.host, mqtt_broker.port, report_s=0.5)
+            gas.start()
             agent = GatewayAgent(config, catalog, with_video=False)
             agent_task = asyncio.create_task(agent.run())
-            await until(lambda: rows(pg_dsn, "SELECT count(*) FROM devices WHERE gateway_id = %s", gw)[0][0] == 3,
+            await until(lambda: rows(pg_dsn, "SELECT count(*) FROM devices WHERE gateway_id = %s", gw)[0][0] == 4,
                         "the gateway's birth registered its devices")
             await until(lambda: agent.rules[f"{p}hp1"].online, "the device polled")
-            yield Stack(f"http://127.0.0.1:{backend.config.api.port}", pg_dsn, site_id, f"{p}hp1", f"{p}hp2",
-                        f"{p}hp3")
+            try:
+                yield Stack(f"http://127.0.0.1:{backend.config.api.port}", pg_dsn, site_id, f"{p}hp1", f"{p}hp2",
+                            f"{p}hp3", f"{p}gas1")
+            finally:
+                gas.stop()
             agent.stop()
             await asyncio.wait_for(agent_task, 20)
     finally:
@@ -173,6 +182,15 @@ async def test_probe_through_the_gateway(stack: Stack) -> None:
         assert gone["state"] == "failed" and gone["points"], gone
         assert all(not p["ok"] and "connect" in p["reason"] for p in gone["points"])
         assert "connect" in gone["reason"]
+
+        # an MQTT device: decoded from the latest message the gateway's bridge has (its vendor key/value report)
+        r = await client.post(f"/api/devices/{stack.gas}/probe", params={"wait_s": 40}, headers=installer)
+        mq = r.json()
+        assert mq["state"] == "succeeded", mq
+        got = {p["name"]: p for p in mq["points"]}
+        assert got["gas.concentration"]["value"] == 3.5 and got["gas.concentration"]["label"] == "可燃气体浓度"
+        assert got["valve.state"]["value"] == "open" and got["rssi_dbm"]["value"] == -67
+        assert got["gas.concentration"]["source"] == f"tl/{stack.gas}/up $.data[?@.k=='gas'].v"
 
         # without waiting: the answer comes later, the page asks by command id until it is done
         r = await client.post(f"/api/devices/{stack.good}/probe", params={"wait_s": 0}, headers=installer)
