@@ -21,6 +21,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "sites.write": frozenset({A}),
     "devices.read": frozenset({A, PM, IN}),
     "devices.register": frozenset({A, IN}),
+    "devices.probe": frozenset({A, IN}),  # the gateway reads every point of a device once (read-only)
     "telemetry.read": frozenset({A, PM, IN}),
     "alarms.read": frozenset({A, PM, GW}),
     "alarms.ack": frozenset({A, PM}),

@@ -58,6 +58,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "device presence (offline_since), gateway boot epoch", Path("devices/migrations/005_presence.sql")),
     Migration(10, "ingest messages, events, acks, dead letters", Path("ingest/migrations/010_messages.sql")),
     Migration(11, "event keys and locations", Path("ingest/migrations/011_event_keys.sql")),
+    Migration(12, "probe results on command acks", Path("ingest/migrations/012_ack_probe.sql")),
     Migration(
         20,
         "telemetry and rollups",
