@@ -43,6 +43,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "evidence.upload": frozenset({A, PM, GW, IN}),
     "evidence.read": frozenset({A, PM, GW}),
     "stream.subscribe": frozenset({A, PM, GW}),
+    "gateways.config.read": frozenset({A, IN}),
+    "gateways.config.write": frozenset({A, IN}),
 }
 
 

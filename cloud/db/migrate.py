@@ -72,6 +72,7 @@ MIGRATIONS: list[Migration] = [
     Migration(111, "one active alarm per device and key", Path("alarms/migrations/111_alarm_keys.sql")),
     Migration(120, "commands, work orders, roster, notifications", Path("dispatch/migrations/120_dispatch.sql")),
     Migration(125, "command outcomes: refused, late answers", Path("dispatch/migrations/125_command_outcomes.sql")),
+    Migration(130, "gateway config versions", Path("gateways/migrations/130_gateway_config.sql")),
     Migration(160, "console: site time zone and layout, relayed changes", Path("web/migrations/160_console.sql")),
 ]
 

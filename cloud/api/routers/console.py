@@ -198,6 +198,7 @@ async def health(
         conn,
         """
         SELECT g.id, g.site_id, g.state, g.state_reason, g.last_seen, g.software, g.health, g.health_at,
+               g.config_version, g.config_error,
                count(d.id) AS devices, count(d.id) FILTER (WHERE d.state = 'online') AS online,
                count(d.id) FILTER (WHERE d.state = 'offline') AS offline
         FROM gateways g LEFT JOIN devices d ON d.gateway_id = g.id
