@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from cloud.api.deps import AppState
 from cloud.api.routers import alarms, audit, auth, commands, console, evidence, orders, sites, ws
+from cloud.gateways import router as gateways
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -23,7 +24,7 @@ def create_app(state: AppState) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     app.state.xq = state
-    for module in (auth, sites, alarms, commands, orders, audit, evidence, ws, console):
+    for module in (auth, sites, alarms, commands, orders, audit, evidence, ws, console, gateways):
         app.include_router(module.router)
     app.include_router(console.pages)  # /install, /sound/alarm.wav (the console's own, not API)
 

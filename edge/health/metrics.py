@@ -41,6 +41,7 @@ class HealthSources:
     modbus_requests: Callable[[], int]
     awaiting_receipt: Callable[[], Mapping[str, int]] = _nothing_awaiting
     """Outbox rows per lane the broker acknowledged that wait for the backend's receipt."""
+    config_version: Callable[[], int | None] = lambda: None  # the backend-pushed config in force
 
 
 def build_health(src: HealthSources) -> GatewayHealth:
@@ -55,6 +56,7 @@ def build_health(src: HealthSources) -> GatewayHealth:
         poll_latency_ms_p50=None if latency is None else round(latency * 1000, 3),
         dropped_telemetry_total=src.outbox.dropped_telemetry_total(),
         awaiting_receipt=sum(src.awaiting_receipt().values()),
+        config_version=src.config_version(),
     )
 
 
