@@ -63,13 +63,15 @@ class UplinkConfig(StrictModel):
     reconnect_max_s: float = Field(default=30.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     fetch_batch: int = Field(default=256, ge=1, description="rows read from the outbox per lane at a time")
-    ack_flush_batch: int = Field(default=256, ge=1, description="acknowledged rows deleted per transaction")
+    ack_flush_batch: int = Field(
+        default=256, ge=1, description="acknowledged rows settled (deleted, or marked awaiting) per transaction"
+    )
     tick_s: float = Field(default=0.1, gt=0, description="period of the idle refill and ack flush")
     stop_timeout_s: float = Field(default=5.0, gt=0, description="wait for the clean offline state's PUBACK")
     receipt_kinds: tuple[ReceiptKind, ...] = Field(
         default=("event", "cmd/ack"),
         description="kinds kept after the PUBACK until the backend's Receipt names them (events = the whole alarm "
-        "lane); () = PUBACK-only delivery, only for a backend that sends no receipts",
+        "lane); [] = PUBACK-only delivery, only for a backend that sends no receipts",
     )
     receipt_timeout_s: float = Field(
         default=10.0, gt=0, description="a row without its receipt this long after its PUBACK is sent again"
