@@ -56,3 +56,18 @@ def test_demo_broker_refuses_anonymous_and_hands_out_working_accounts(tmp_path: 
         finally:
             for c in made:
                 c.close()
+
+
+def test_gateway_config_tls_files_are_relative_to_the_config(tmp_path: Path) -> None:
+    """uplink.yaml from `add-gateway` names ca.crt / client.crt / client.key next to the config file."""
+    from edge.config import load_config
+
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(json.dumps({"gateway_id": "b3-gw", "site": "demo", "devices": [], "outbox": {"path": "o.sqlite"},
+                               "uplink": {"url": "mqtts://broker:8883", "username": "b3-gw", "password": "p",
+                                          "ca_file": "ca.crt", "cert_file": "client.crt",
+                                          "key_file": "/abs/client.key"}}), encoding="utf-8")
+    config, _ = load_config(cfg)
+    assert config.uplink.ca_file == tmp_path / "ca.crt"
+    assert config.uplink.cert_file == tmp_path / "client.crt"
+    assert config.uplink.key_file == Path("/abs/client.key")
