@@ -127,4 +127,5 @@ def secure_mosquitto(work: Path, layout: Path) -> Iterator[str]:
                     broker.port, tls_port)
         yield broker.url
     finally:
+        (folder.path / "demo.json").unlink(missing_ok=True)  # a later run on another broker must not find it
         broker.cleanup()

@@ -56,6 +56,7 @@ def test_demo_broker_refuses_anonymous_and_hands_out_working_accounts(tmp_path: 
         finally:
             for c in made:
                 c.close()
+    assert existing(tmp_path) is None  # gone with the broker: a later run on an external broker won't use it
 
 
 def test_gateway_config_tls_files_are_relative_to_the_config(tmp_path: Path) -> None:
