@@ -151,7 +151,11 @@ class EbikeInElevatorRule(_RuleBase):
         default=0.12, gt=0, le=1, description="occupancy fallback: fraction of the car floor zone a large object fills"
     )
     ignore_labels: list[str] = Field(default_factory=lambda: ["person"])
-    linkage: list[str] = Field(default_factory=lambda: ["hold_doors", "voice_warning"])
+    linkage: list[str] = Field(
+        default_factory=lambda: ["hold_doors", "voice_warning"],
+        description="commands of the watched elevator's profile the gateway's linkage should run (checked when "
+        "the gateway config is loaded)",
+    )
     elevator_device_id: str | None = Field(default=None, description="the elevator the linkage is addressed to")
 
 
@@ -166,6 +170,13 @@ class IntrusionRule(_RuleBase):
     schedule: list[ScheduleWindow] = Field(default_factory=lambda: [ScheduleWindow()])
     timezone: str = "Asia/Shanghai"
 
+
+RULE_EVENTS: dict[str, str] = {
+    "fire_lane_blockage": "fire_lane.blocked",
+    "ebike_in_elevator": "elevator.ebike_detected",
+    "intrusion": "intrusion.detected",
+}
+"""The event type each camera rule kind raises (its clear carries the same type and key)."""
 
 RuleSpec = Annotated[FireLaneRule | EbikeInElevatorRule | IntrusionRule, Field(discriminator="kind")]
 
@@ -209,6 +220,7 @@ class CameraSpec(_Strict):
 
 
 __all__ = [
+    "RULE_EVENTS",
     "CameraSpec",
     "DetectorSpec",
     "EbikeInElevatorRule",

@@ -123,18 +123,23 @@ class CompiledProfile:
         return out
 
     @cached_property
+    def instances(self) -> set[int]:
+        """The instance numbers (``{n}``: zones, loops) the profile's repeated events have."""
+        return {e.n for e in self.events if e.n is not None}
+
+    @cached_property
     def points_by_name(self) -> dict[str, ConcretePoint]:
         return {p.name: p for p in self.points}
 
     @cached_property
     def events(self) -> list[ConcreteEvent]:
         out: list[ConcreteEvent] = []
-        for idx, e in enumerate(self.profile.events):
+        for e in self.profile.events:
             for n, _ in _instances(e.repeat):
                 detail = {k: _subst_scalar(v, n) for k, v in e.detail.items()}
                 out.append(
                     ConcreteEvent(
-                        key=f"{idx}:{e.type}" if n is None else f"{idx}:{e.type}#{n}",
+                        key=e.key_for(n),
                         type=e.type, label=e.label, severity=e.severity, life_safety=e.life_safety,
                         when=substitute_condition(e.when, n) if e.when else None,
                         clear=substitute_condition(e.clear, n) if e.clear else None,

@@ -18,7 +18,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
-from device_profiles.schema import Profile
+from device_profiles.schema import LocatedError, Profile
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +136,9 @@ def validation_issues(exc: ValidationError, data: Any, file: str) -> list[Issue]
     seen: set[tuple[int | None, str, str]] = set()
     for err in exc.errors():
         loc = list(err["loc"])
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, LocatedError):
+            loc += list(cause.loc)
         line, path = _locate(data, loc)
         if err["type"] == "missing" and loc and loc[-1] not in path:
             path = [*path, loc[-1]]

@@ -25,6 +25,17 @@ ProfileId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63
 PointName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\{n\})?[a-z0-9_]*(\.[a-z0-9_{}]+)*$")]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")]
 CommandName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+EventKeyTemplate = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:#@/{}-]{1,120}$")]
+"""An event row's explicit key; ``{n}`` is replaced by the instance (``elevator.entrapment.between_floors``)."""
+
+
+class LocatedError(ValueError):
+    """A validation error about a nested item: ``loc`` is appended to where pydantic reports it, so the
+    loader can name the line of that item (``events[3]``) rather than the line of the enclosing model."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]
 Table = Literal["coil", "discrete_input", "holding", "input"]
@@ -168,6 +179,11 @@ class MessageMatch(StrictModel):
 
 class EventSpec(StrictModel):
     type: EventType
+    key: EventKeyTemplate | None = Field(
+        default=None,
+        description="what identifies this condition at the device (the backend keeps one active alarm per device "
+        "and key); default: the type, or type#{n} for a repeated row. Needed when two rows share a type",
+    )
     label: str | None = None
     severity: Severity
     life_safety: bool = False
@@ -185,7 +201,17 @@ class EventSpec(StrictModel):
             raise ValueError("an event needs exactly one of when or on_message")
         if self.on_message is not None and (self.clear is not None or self.for_s):
             raise ValueError("a momentary (on_message) event has no for/clear")
+        if self.key is not None and self.repeat is not None and "{n}" not in self.key:
+            raise ValueError("a repeated event's key must contain {n} (one key per instance)")
+        if self.key is not None and self.repeat is None and "{n}" in self.key:
+            raise ValueError("{n} in a key needs repeat")
         return self
+
+    def key_for(self, n: int | None) -> str:
+        """The effective key of instance ``n``: the explicit key, else ``type`` or ``type#n``."""
+        if self.key is not None:
+            return self.key if n is None else self.key.replace("{n}", str(n))
+        return self.type if n is None else f"{self.type}#{n}"
 
 
 class ArgSpec(StrictModel):
@@ -327,6 +353,17 @@ class Profile(StrictModel):
                 for concrete in expand_name(name, e.repeat):
                     if concrete not in known:
                         raise ValueError(f"events[{i}] ({e.type}): condition refers to unknown point {concrete!r}")
+        first_row: dict[str, int] = {}
+        for i, e in enumerate(self.events):
+            for key in sorted({e.key_for(n) for n in instance_numbers(e.repeat)}):
+                if key in first_row and first_row[key] != i:
+                    j = first_row[key]
+                    raise LocatedError(
+                        ("events", i, "key"),
+                        f"key {key!r} is already used by events[{j}] ({self.events[j].type}); two rows of one "
+                        "profile need different keys: give one of them an explicit key:",
+                    )
+                first_row.setdefault(key, i)
         cmd_names = [c.name for c in self.commands]
         if len(set(cmd_names)) != len(cmd_names):
             raise ValueError("command names must be unique")
@@ -334,6 +371,13 @@ class Profile(StrictModel):
 
     def command(self, name: str) -> CommandSpec | None:
         return next((c for c in self.commands if c.name == name), None)
+
+
+def instance_numbers(repeat: Repeat | None) -> list[int | None]:
+    """The ``{n}`` values a (possibly repeated) row stands for; ``[None]`` for a single row."""
+    if repeat is None:
+        return [None]
+    return [repeat.start + i for i in range(repeat.count)]
 
 
 def expand_name(template: str, repeat: Repeat | None) -> list[str]:

@@ -23,7 +23,14 @@ from device_profiles import Catalog, CompiledProfile
 from device_profiles.read_plan import plan_reads
 from edge.bridge import BridgedDevice, MqttBridge
 from edge.commands import CommandExecutor, CommandService, ModbusTarget, MqttTarget, SeenStore
-from edge.config import CameraConnection, GatewayConfig, ModbusRtuConnection, ModbusTcpConnection, MqttConnection
+from edge.config import (
+    CameraConnection,
+    DeviceConfig,
+    GatewayConfig,
+    ModbusRtuConnection,
+    ModbusTcpConnection,
+    MqttConnection,
+)
 from edge.health import GatewayMetrics, HealthSources, build_health
 from edge.linkage import LinkageDevice, LinkageEngine
 from edge.modbus import BusPoller, PolledDevice, PollStats
@@ -44,6 +51,11 @@ VIDEO_CLEAR_OF = {
 # Video alarms about fire safety: while active, their not-yet-uploaded snapshots are kept over other evidence
 # (as are those of any critical event); see docs/edge.md, "Evidence".
 VIDEO_EVIDENCE_PROTECTED = frozenset({"fire_lane.blocked", "elevator.ebike_detected"})
+
+
+def video_key(event_type: str, rule: str) -> str:
+    """The event key of a camera rule's alarm: ``fire_lane.blocked@fire-lane-north`` (raise and clear alike)."""
+    return f"{event_type}@{rule}"
 
 
 class GatewayAgent:
@@ -105,10 +117,11 @@ class GatewayAgent:
         self.metrics_port: int | None = None
 
     # --- construction --------------------------------------------------------------------------------------
-    def _device_rules(self, device_id: str, profile: CompiledProfile, offline_after_s: float | None) -> DeviceRules:
-        rules = DeviceRules(device_id, profile, self.emitter, self.batcher, self.clock,
-                            offline_after_s=offline_after_s, debounce_s=self.config.telemetry.debounce_s)
-        self.rules[device_id] = rules
+    def _device_rules(self, d: DeviceConfig, profile: CompiledProfile) -> DeviceRules:
+        rules = DeviceRules(d.id, profile, self.emitter, self.batcher, self.clock,
+                            offline_after_s=d.offline_after_s, debounce_s=self.config.telemetry.debounce_s,
+                            zones=d.zone_locations())
+        self.rules[d.id] = rules
         return rules
 
     def _build_devices(self, with_video: bool) -> None:
@@ -116,7 +129,7 @@ class GatewayAgent:
         mqtt: dict[str, list[BridgedDevice]] = {}
         for d in self.config.devices:
             profile = CompiledProfile(self.catalog.get(d.profile))
-            rules = self._device_rules(d.id, profile, d.offline_after_s)
+            rules = self._device_rules(d, profile)
             conn = d.connection
             if isinstance(conn, ModbusTcpConnection | ModbusRtuConnection):
                 settings = profile.profile.modbus
@@ -230,8 +243,9 @@ class GatewayAgent:
             evidence = self._queue_evidence(Path(ev.snapshot_path), ev.camera_id, event_type, protected)
         if ev.linkage:
             detail["linkage"] = ",".join(ev.linkage)
-        self.emitter.event(ev.camera_id, event_type, severity=ev.severity, active=ev.active, ts=ev.observed_at,
-                           detail=detail, evidence=evidence)
+        # One camera rule watches one zone with one dwell alarm: its key is the event type at that rule.
+        self.emitter.event(ev.camera_id, event_type, key=video_key(event_type, ev.rule), severity=ev.severity,
+                           active=ev.active, ts=ev.observed_at, detail=detail, evidence=evidence)
 
     # --- running -------------------------------------------------------------------------------------------
     async def _ticker(self) -> None:

@@ -16,7 +16,9 @@ from ruamel.yaml.comments import CommentedMap
 
 from contract.base import StrictModel
 from contract.messages import Identifier, Location, Name, Scalar
-from device_profiles import Catalog, Issue, ProfileError, load_catalog
+from device_profiles import Catalog, CompiledProfile, Issue, ProfileError, load_catalog
+from device_profiles.camera import EbikeInElevatorRule
+from device_profiles.linkage import command_problem, device_type_problem, event_types
 from device_profiles.loader import line_of, read_yaml, validation_issues
 from edge.evidence.config import EvidenceConfig
 from edge.uplink import OutboxConfig, UplinkConfig
@@ -61,6 +63,22 @@ Connection = Annotated[
 PROTOCOL_FOR_KIND = {"modbus_tcp": "modbus_tcp", "modbus_rtu": "modbus_rtu", "mqtt": "mqtt", "camera": "camera"}
 
 
+class ZoneLocation(StrictModel):
+    """Where one zone (loop, instance ``n``) of a device is: a panel's zone 13 is on floor 13, east corridor.
+    The building defaults to the device's; the other fields say nothing when absent."""
+
+    building: Name | None = None
+    floor: int | None = Field(default=None, description="floor number; negative for basements")
+    unit: Name | None = None
+    area: Name | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ZoneLocation:
+        if self.building is None and self.floor is None and self.unit is None and self.area is None:
+            raise ValueError("a zone needs at least one of building, floor, unit, area")
+        return self
+
+
 class DeviceConfig(StrictModel):
     id: Identifier
     profile: ProfileRef
@@ -72,6 +90,19 @@ class DeviceConfig(StrictModel):
     watches: Identifier | None = Field(
         default=None, description="cameras: the device this camera looks at (e.g. the elevator whose car it films)"
     )
+    zones: dict[int, ZoneLocation] | None = Field(
+        default=None,
+        description="zone (instance n of the profile's repeated events) → its place; events of that zone carry "
+        "it as their location. e.g. {12: {floor: 12}, 13: {floor: 13, area: 东侧走廊}}",
+    )
+
+    def zone_locations(self) -> dict[int, Location]:
+        """Each mapped zone's full location (site and, unless given, building from the device's)."""
+        return {
+            n: Location(site=self.location.site, building=z.building or self.location.building, floor=z.floor,
+                        unit=z.unit, area=z.area)
+            for n, z in (self.zones or {}).items()
+        }
 
 
 class LinkageRule(StrictModel):
@@ -168,8 +199,11 @@ _line = line_of
 
 
 def check_against_catalog(config: GatewayConfig, catalog: Catalog, data: Any = None, file: str = "") -> list[Issue]:
-    """Every device's profile exists and speaks its connection's protocol; linkage commands exist."""
+    """Every device's profile exists and speaks its connection's protocol; zone maps name the profile's
+    instances; linkage triggers are known event types and its commands exist, with valid arguments, in the
+    target type's profiles (the vocabulary of ``device_profiles.linkage``, shared with the backend)."""
     issues: list[Issue] = []
+    ids = {d.id: d for d in config.devices}
     for i, d in enumerate(config.devices):
         if d.profile not in catalog:
             issues.append(Issue(file, _line(data, "devices", i, "profile"), f"devices[{i}].profile",
@@ -180,17 +214,51 @@ def check_against_catalog(config: GatewayConfig, catalog: Catalog, data: Any = N
             issues.append(Issue(file, _line(data, "devices", i, "connection", "kind"), f"devices[{i}].connection.kind",
                                 f"profile {d.profile!r} speaks {profile.protocol} but the connection is "
                                 f"{d.connection.kind}"))
+        if d.zones:
+            have = CompiledProfile(profile).instances
+            for n in d.zones:
+                if n not in have:
+                    span = f"it has {min(have)}..{max(have)}" if have else "it has no repeated events"
+                    issues.append(Issue(file, _line(data, "devices", i, "zones", n), f"devices[{i}].zones[{n}]",
+                                        f"zone {n} is not an instance of profile {d.profile} ({span})"))
+        watched = ids.get(d.watches) if d.watches else None
+        if profile.camera is not None and watched is not None and watched.profile in catalog:
+            target = catalog.get(watched.profile)
+            for cam_rule in profile.camera.rules:
+                if not isinstance(cam_rule, EbikeInElevatorRule):
+                    continue
+                for cmd in cam_rule.linkage:
+                    problem = command_problem(target, cmd)
+                    if problem is not None:
+                        issues.append(Issue(file, _line(data, "devices", i, "watches"), f"devices[{i}].watches",
+                                            f"camera rule {cam_rule.name!r} asks for {cmd!r} on {watched.id}: "
+                                            f"{problem}"))
+    known_events = event_types(catalog)
     for j, rule in enumerate(config.linkage.rules):
-        for i, d in enumerate(config.devices):
-            if d.profile not in catalog:
+        where = ("linkage", "rules", j)
+        for t, trigger in enumerate(rule.triggers):
+            if trigger not in known_events:
+                issues.append(Issue(file, _line(data, *where, "triggers", t), f"linkage.rules[{j}].triggers[{t}]",
+                                    f"no profile or gateway part raises {trigger!r}"))
+        args = dict(rule.args)
+        if rule.base_floor_arg:
+            args[rule.base_floor_arg] = config.linkage.base_floor
+        actions: list[tuple[str, str | None, dict[str, Scalar]]] = [
+            ("command", rule.command, args), ("restore_command", rule.restore_command, {})]
+        for field, action, cmd_args in actions:
+            if action is None:
                 continue
-            profile = catalog.get(d.profile)
-            if profile.device_type != rule.target_type:
+            problem = device_type_problem(catalog, rule.target_type, action)
+            if problem is not None:
+                issues.append(Issue(file, _line(data, *where, field), f"linkage.rules[{j}].{field}", problem))
                 continue
-            for cmd in (rule.command, rule.restore_command):
-                if cmd is not None and profile.command(cmd) is None:
-                    issues.append(Issue(file, _line(data, "linkage", "rules", j), f"linkage.rules[{j}]",
-                                        f"target devices[{i}] ({d.id}, profile {d.profile}) has no command {cmd!r}"))
+            for i, d in enumerate(config.devices):
+                if d.profile not in catalog or catalog.get(d.profile).device_type != rule.target_type:
+                    continue
+                problem = command_problem(catalog.get(d.profile), action, cmd_args)
+                if problem is not None:
+                    issues.append(Issue(file, _line(data, *where, field), f"linkage.rules[{j}].{field}",
+                                        f"target devices[{i}] ({d.id}): {problem}"))
     return issues
 
 

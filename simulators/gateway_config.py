@@ -4,6 +4,10 @@ Uses the edge's own config model (``edge.config.GatewayConfig``), so the file is
 The uplink points at the simulation's WAN proxy when there is one (so ``wan`` steps cut the gateway's
 uplink), else at the device broker. Linkage: two independent fire signals in a building release its
 doors and recall its lifts to the base floor (GB 50116 §4.1.6, §4.7).
+
+Fire panels get a zone map: the layouts wire zone n of a building's panel to floor n (device param
+``zones``: how many zones are wired, default every zone the profile has), so a zone's alarm carries the
+zone's floor, not the floor of the fire control room where the panel hangs.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from device_profiles.compiled import CompiledProfile
 from device_profiles.loader import Catalog
 from simulators.layout import Layout
 
@@ -53,6 +58,9 @@ def build_gateway_config(layout: Layout, catalog: Catalog, gateway_id: str, port
         else:
             continue
         entry: dict[str, Any] = {"id": d.id, "profile": d.profile, "location": location, "connection": conn}
+        zones = zone_map(catalog, d.profile, d.params.get("zones"))
+        if zones:
+            entry["zones"] = zones
         watches = d.params.get("watches")
         if isinstance(watches, str) and layout.id_prefix + watches in served_ids:
             entry["watches"] = layout.id_prefix + watches
@@ -83,7 +91,20 @@ def build_gateway_config(layout: Layout, catalog: Catalog, gateway_id: str, port
     if issues:
         raise ValueError("\n".join(str(i) for i in issues))
     result: dict[str, Any] = json.loads(config.model_dump_json(exclude_defaults=True))
+    for dev in result["devices"]:
+        if "zones" in dev:  # JSON made the zone numbers strings; the YAML file says 12:, not '12':
+            dev["zones"] = {int(n): z for n, z in dev["zones"].items()}
     return result
+
+
+def zone_map(catalog: Catalog, profile_id: str, wired: object) -> dict[int, dict[str, Any]]:
+    """Zone n → floor n for a fire panel's first ``wired`` zones (all the profile has when not given)."""
+    profile = catalog.get(profile_id)
+    if profile.device_type != "fire_panel":
+        return {}
+    instances = sorted(CompiledProfile(profile).instances)
+    count = wired if isinstance(wired, int) and not isinstance(wired, bool) else len(instances)
+    return {n: {"floor": n} for n in instances[:count]}
 
 
 def write_gateway_config(data: dict[str, Any], out: Path) -> None:

@@ -432,8 +432,8 @@ class FirePanelBehaviour(Behaviour):
 
 class ElevatorBehaviour(Behaviour):
     """Holding 100 is the command code (1 fire recall to floor holding 102, 2 hold doors holding 101 s,
-    3 release doors, 4 restore normal service); the car moves floor by floor, ``floor_s`` scenario
-    seconds per floor (device param ``floor_s``, default 2)."""
+    3 release doors, 4 restore normal service, 5 play voice message holding 103); the car moves floor by
+    floor, ``floor_s`` scenario seconds per floor (device param ``floor_s``, default 2)."""
 
     def initialise(self) -> None:
         d = self.device
@@ -445,6 +445,7 @@ class ElevatorBehaviour(Behaviour):
                     "car.speed": 0.0, "car.load": 0, "car.run_count": 0})
         self._motion: asyncio.Task[None] | None = None
         self._hold: asyncio.Task[None] | None = None
+        self.voice_messages: list[int] = []
 
     def after_set(self, name: str) -> None:
         if name == "car.floor":
@@ -473,6 +474,9 @@ class ElevatorBehaviour(Behaviour):
         elif code == 4:
             self._cancel_hold()
             d.set_many({"service.mode": "normal", "door.held": False, "door.state": "closed"})
+        elif code == 5:
+            self.voice_messages.append(int(regs[103]))
+            logger.info("%s: voice message %d played in the car", d.id, regs[103])
         else:
             logger.info("%s: ignoring unknown command code %d", d.id, code)
 

@@ -83,12 +83,12 @@ def show(profile_id: str, profiles: list[Path] | None = ProfilesOpt) -> None:
         states = ", ".join(f"{k}={v}" for k, v in p.enum.items()) if p.enum else (p.unit or "")
         points.add_row(p.name, p.label or "", src, typ, states)
     out.print(points)
-    events = Table("event", "label", "severity", "trigger", "for", title="events")
+    events = Table("event", "key", "label", "severity", "trigger", "for", title="events")
     for e in compiled.events:
         trig = e.when.model_dump_json(exclude_none=True, by_alias=True) if e.when else (
             e.on_message.model_dump_json(exclude_none=True) if e.on_message else "")
         flag = " (life safety)" if e.life_safety else ""
-        events.add_row(e.type, e.label or "", e.severity + flag, trig, f"{e.for_s:g}s" if e.for_s else "")
+        events.add_row(e.type, e.key, e.label or "", e.severity + flag, trig, f"{e.for_s:g}s" if e.for_s else "")
     out.print(events)
     commands = Table("command", "label", "arguments", "action", title="commands")
     for c in profile.commands:

@@ -34,6 +34,7 @@ from cloud.auth.store import audit
 from cloud.dispatch import commands as cmds
 from cloud.dispatch import workorders as wo
 from cloud.dispatch.notify import Notification, Notifier
+from device_profiles.linkage import Signal, confirming_signals
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +159,17 @@ class DecisionEngine:
         if claimed.rowcount == 0:
             return  # already handled (NOTIFY and callback both delivered it)
         async with conn.cursor(row_factory=dict_row) as cur:
+            # The alarm's place: the event's location (a panel zone's floor) when the gateway gave one, else
+            # the device's. Events stored before keys existed read as key = type.
             await cur.execute(
                 """
-                SELECT e.*, d.site_id, d.building, d.floor, d.unit, d.profile_id, g.state AS gateway_state,
-                       coalesce(d.gateway_id, e.gateway_id) AS gw
+                SELECT e.*, coalesce(e.key, e.type) AS alarm_key, d.site_id,
+                       CASE WHEN e.location IS NULL THEN d.building
+                            ELSE coalesce(e.location->>'building', d.building) END AS building,
+                       CASE WHEN e.location IS NULL THEN d.floor ELSE (e.location->>'floor')::int END AS floor,
+                       CASE WHEN e.location IS NULL THEN d.unit ELSE e.location->>'unit' END AS unit,
+                       e.location->>'area' AS area,
+                       d.profile_id, g.state AS gateway_state, coalesce(d.gateway_id, e.gateway_id) AS gw
                 FROM events e
                 LEFT JOIN devices d ON d.id = e.device_id
                 LEFT JOIN gateways g ON g.id = coalesce(d.gateway_id, e.gateway_id)
@@ -224,6 +232,7 @@ class DecisionEngine:
             conn,
             device_id=ev["device_id"],
             alarm_type=ev["type"],
+            key=ev["alarm_key"],
             severity=ev["severity"],
             ts=ev["ts"],
             now=now,
@@ -231,6 +240,8 @@ class DecisionEngine:
             gateway_id=ev["gw"],
             building=ev["building"],
             floor=ev["floor"],
+            unit=ev["unit"],
+            area=ev["area"],
             life_safety=ev["life_safety"],
             detail={**ev["detail"], "event_id": event_id},
             evidence=ev["evidence"],
@@ -264,14 +275,14 @@ class DecisionEngine:
         self, conn: AsyncConnection[Any], ev: dict[str, Any], now: datetime, effects: Effects
     ) -> None:
         event_id = str(ev["id"])
-        alarm = await store.active_alarm(conn, ev["device_id"], ev["type"])
+        alarm = await store.active_alarm(conn, ev["device_id"], ev["alarm_key"])
         if alarm is None:
             await self._link(conn, event_id, None, "ignored", "no active alarm to clear")
             return
         flap = self.rules.suppression.flapping
         cur = await conn.execute(
-            "SELECT count(*) FROM alarms WHERE device_id = %s AND type = %s AND created_at > %s",
-            (ev["device_id"], ev["type"], now - flap.window),
+            "SELECT count(*) FROM alarms WHERE device_id = %s AND key = %s AND created_at > %s",
+            (ev["device_id"], ev["alarm_key"], now - flap.window),
         )
         recent = (await cur.fetchone() or [0])[0]
         changes = 2 * int(recent) + max(0, alarm["occurrence_count"] - 1)
@@ -312,20 +323,28 @@ class DecisionEngine:
         # Serialise correlation per building so two racing signals see each other.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"corr:{site}:{building}:{corr.name}",))
         floor_clause = "AND floor IS NOT DISTINCT FROM %s" if corr.scope == "floor" else ""
-        params: list[Any] = [site, building, corr.signals, alarm["last_ts"] - corr.window]
+        params: list[Any] = [site, building, corr.signals]
         if corr.scope == "floor":
             params.append(alarm["floor"])
         cur = await conn.execute(
             f"""
-            SELECT array_agg(id ORDER BY id), count(DISTINCT device_id) FROM alarms
-            WHERE active AND site_id = %s AND building = %s AND type = ANY(%s) AND last_ts >= %s {floor_clause}
+            SELECT id, device_id, key, first_ts FROM alarms
+            WHERE active AND site_id = %s AND building = %s AND type = ANY(%s) {floor_clause}
             """,
             params,
         )
-        row = await cur.fetchone()
-        if row is None or row[0] is None or int(row[1]) < corr.min_devices:
+        # A signal is (device, key) — the definition the gateway's local linkage uses too: two zones of one
+        # panel are two signals, one zone raised twice is one (GB 50116 §4.1.6).
+        ids: dict[Signal, int] = {}
+        raised: dict[Signal, float] = {}
+        for alarm_id, device_id, key, first_ts in await cur.fetchall():
+            signal = Signal(device_id, key)
+            ids[signal] = int(alarm_id)
+            raised[signal] = first_ts.timestamp()
+        confirming = confirming_signals(raised, corr.min_signals, corr.window.total_seconds())
+        if Signal(alarm["device_id"], alarm["key"]) not in confirming:
             return
-        alarm_ids = list(row[0])
+        alarm_ids = sorted(ids[s] for s in confirming)
         incident_id = await self._open_incident(conn, site, building, corr.incident, corr.name, alarm_ids, now, effects)
         if incident_id is None:
             return

@@ -1,7 +1,10 @@
 """Decision rules, in YAML, validated by pydantic with errors naming ``file:line: field``.
 
 The default rule set is ``cloud/alarms/rules.yaml``. Durations are written ``90s``, ``5m``, ``2h`` or a
-number of seconds.
+number of seconds. The rules speak the device profiles' vocabulary, checked when they are loaded: linkage
+plans name profiles and commands (with arguments) that exist; correlation signals, dispatch and work-order
+alarms, ignored events name event types some profile, camera rule or the gateway raises
+(``device_profiles.linkage``, the same checks the gateway's own linkage rules pass).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from contract.base import StrictModel
+from device_profiles import Catalog, load_catalog
+from device_profiles.linkage import command_problem, event_types, profile_problem
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 
@@ -46,14 +51,21 @@ class RulesError(ValueError):
     """A rules file that cannot be used; the message names file, line and field."""
 
 
+ENGINE_ALARMS = ("gateway.offline", "device.silent")
+"""Alarm types the decision engine raises itself (supervision)."""
+
+
 class CorrelationRule(StrictModel):
-    """N independent signals (distinct devices) in one scope within a window → an incident."""
+    """N independent signals in one scope, raised within a window of each other → an incident.
+
+    A signal is (device, event key) — ``device_profiles.linkage.Signal``, as on the gateway: two zones of one
+    panel are two signals, two detectors are two, one zone raised twice is one (GB 50116 §4.1.6)."""
 
     name: str
-    signals: list[str] = Field(min_length=1, description="alarm types that count as signals")
+    signals: list[str] = Field(min_length=1, description="alarm types whose alarms count as signals")
     scope: Literal["building", "floor"] = "building"
     window: Duration = timedelta(minutes=2)
-    min_devices: int = Field(default=2, ge=1)
+    min_signals: int = Field(default=2, ge=1, description="independent signals (device, key) needed")
     incident: str = Field(description="incident kind created, e.g. 'fire'")
     linkage: str | None = Field(default=None, description="linkage plan run when the incident opens")
     work_order: str | None = Field(default=None, description="work order type created with the incident")
@@ -169,7 +181,53 @@ def _line_of(doc: Any, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
-def load_rules_text(text: str, source: str = "<rules>") -> Rules:
+def _issue(doc: Any, source: str, loc: tuple[int | str, ...], message: str) -> str:
+    field = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+    line = _line_of(doc, loc)
+    where = f"{source}:{line}" if line else source
+    return f"{where}: {field or '<root>'}: {message}"
+
+
+def vocabulary_issues(rules: Rules, catalog: Catalog, doc: Any = None, source: str = "<rules>") -> list[str]:
+    """Profiles, commands (and their arguments) and event types the rules name that the profiles don't know."""
+    out: list[str] = []
+    for name, plan in rules.linkage.items():
+        for i, step in enumerate(plan.steps):
+            for k, profile_id in enumerate(step.profiles):
+                problem = profile_problem(catalog, profile_id)
+                if problem is None:
+                    problem = command_problem(catalog.get(profile_id), step.command, step.args)
+                    loc: tuple[int | str, ...] = ("linkage", name, "steps", i, "command")
+                else:
+                    loc = ("linkage", name, "steps", i, "profiles", k)
+                if problem is not None:
+                    out.append(_issue(doc, source, loc, problem))
+    known = event_types(catalog, ENGINE_ALARMS)
+    typed: list[tuple[tuple[int | str, ...], str]] = [
+        (("ignore_events", k), t) for k, t in enumerate(rules.ignore_events)
+    ]
+    for i, corr in enumerate(rules.correlation):
+        typed += [(("correlation", i, "signals", k), t) for k, t in enumerate(corr.signals)]
+    typed += [(("dispatch", i, "alarm"), d.alarm) for i, d in enumerate(rules.dispatch)]
+    typed += [
+        (("work_orders", "from_alarms", i, "alarm"), a.alarm) for i, a in enumerate(rules.work_orders.from_alarms)
+    ]
+    for loc, etype in typed:
+        if etype not in known:
+            out.append(_issue(doc, source, loc, f"no profile, camera rule, gateway or engine raises {etype!r}"))
+    for profile_id in rules.heartbeat.profiles:
+        problem = profile_problem(catalog, profile_id)
+        if problem is not None:
+            out.append(_issue(doc, source, ("heartbeat", "profiles", profile_id), problem))
+    for k, profile_id in enumerate(rules.welfare.door_profiles):
+        problem = profile_problem(catalog, profile_id)
+        if problem is not None:
+            out.append(_issue(doc, source, ("welfare", "door_profiles", k), problem))
+    return out
+
+
+def load_rules_text(text: str, source: str = "<rules>", catalog: Catalog | None = None) -> Rules:
+    """Parse and validate rules, and check them against the device profiles (default: the shipped ones)."""
     try:
         doc = YAML(typ="rt").load(text)
     except YAMLError as exc:
@@ -177,7 +235,7 @@ def load_rules_text(text: str, source: str = "<rules>") -> Rules:
     if doc is None:
         doc = {}
     try:
-        return Rules.model_validate(doc)
+        rules = Rules.model_validate(doc)
     except ValidationError as exc:
         lines = []
         for err in exc.errors()[:5]:
@@ -187,13 +245,17 @@ def load_rules_text(text: str, source: str = "<rules>") -> Rules:
             where = f"{source}:{line}" if line else source
             lines.append(f"{where}: {field or '<root>'}: {err['msg']}")
         raise RulesError("\n".join(lines)) from None
+    issues = vocabulary_issues(rules, catalog if catalog is not None else load_catalog(), doc, source)
+    if issues:
+        raise RulesError("\n".join(issues))
+    return rules
 
 
-def load_rules(path: Path | str | None = None) -> Rules:
-    """Load and validate a rules file (the shipped default when ``path`` is None)."""
+def load_rules(path: Path | str | None = None, catalog: Catalog | None = None) -> Rules:
+    """Load and validate a rules file (the shipped default when ``path`` is None) against the profiles."""
     p = Path(path) if path else DEFAULT_RULES
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesError(f"{p}: cannot read rules: {exc}") from None
-    return load_rules_text(text, str(p))
+    return load_rules_text(text, str(p), catalog)

@@ -9,6 +9,7 @@ from cloud.db.migrate import MIGRATIONS, Migration
 DECISION_MIGRATIONS: list[Migration] = [
     Migration(100, "users and audit log", Path("auth/migrations/100_auth.sql")),
     Migration(110, "alarms, timeline, incidents, suppression windows", Path("alarms/migrations/110_alarms.sql")),
+    Migration(111, "one active alarm per device and key", Path("alarms/migrations/111_alarm_keys.sql")),
     Migration(120, "commands, work orders, roster, notifications", Path("dispatch/migrations/120_dispatch.sql")),
 ]
 

@@ -1,10 +1,13 @@
 """Alarm lifecycle in PostgreSQL: active/cleared × unacknowledged/acknowledged.
 
-One active alarm per (device, type) is guarded by the partial unique index ``alarms_one_active``:
-:func:`raise_alarm` is a single ``INSERT … ON CONFLICT … DO UPDATE``, so two identical events committed
-milliseconds apart on two connections yield one alarm with ``occurrence_count = 2``. Clearing sets
-``active = false``, which takes the row out of the index: the next occurrence opens a new alarm, whether
-or not the old one was acknowledged.
+One active alarm per (device, key) is guarded by the partial unique index ``alarms_one_active_key``. The key
+is the event's (``Event.key``: the profile row and instance, ``fire.alarm#12`` for zone 12 of a panel), so
+two zones of one panel are two alarms and a clear closes only its own key; alarms the engine raises itself
+(``gateway.offline``, ``device.silent``) are keyed by their type. :func:`raise_alarm` is a single
+``INSERT … ON CONFLICT … DO UPDATE``, so two identical events committed milliseconds apart on two
+connections yield one alarm with ``occurrence_count = 2``. Clearing sets ``active = false``, which takes
+the row out of the index: the next occurrence opens a new alarm, whether or not the old one was
+acknowledged.
 """
 
 from __future__ import annotations
@@ -82,24 +85,28 @@ async def raise_alarm(
     now: datetime,
     site_id: str | None,
     gateway_id: str | None,
+    key: str | None = None,
     building: str | None = None,
     floor: int | None = None,
+    unit: str | None = None,
+    area: str | None = None,
     life_safety: bool = False,
     detail: dict[str, Any] | None = None,
     evidence: list[Any] | None = None,
     next_escalation_at: datetime | None = None,
     actor: str = "engine",
 ) -> RaiseResult:
-    """Open an alarm, or count one more occurrence of the active one (atomically, race-free)."""
+    """Open an alarm for (device, key) — ``key`` defaults to the type — or count one more occurrence of the
+    active one (atomically, race-free)."""
     if severity not in SEVERITIES:
         raise AlarmError(f"severity {severity!r} is not one of {', '.join(SEVERITIES)}")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             """
-            INSERT INTO alarms AS a (site_id, gateway_id, device_id, building, floor, type, severity, life_safety,
-                                     first_ts, last_ts, created_at, detail, evidence, next_escalation_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (device_id, type) WHERE active DO UPDATE SET
+            INSERT INTO alarms AS a (site_id, gateway_id, device_id, building, floor, unit, area, type, key, severity,
+                                     life_safety, first_ts, last_ts, created_at, detail, evidence, next_escalation_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (device_id, key) WHERE active DO UPDATE SET
                 occurrence_count = a.occurrence_count + 1,
                 last_ts = greatest(a.last_ts, EXCLUDED.last_ts),
                 evidence = a.evidence || EXCLUDED.evidence,
@@ -113,7 +120,10 @@ async def raise_alarm(
                 device_id,
                 building,
                 floor,
+                unit,
+                area,
                 alarm_type,
+                key or alarm_type,
                 severity,
                 life_safety,
                 ts,
@@ -147,10 +157,11 @@ async def get_alarm(conn: AsyncConnection[Any], alarm_id: int, *, lock: bool = F
     return row
 
 
-async def active_alarm(conn: AsyncConnection[Any], device_id: str, alarm_type: str) -> dict[str, Any] | None:
+async def active_alarm(conn: AsyncConnection[Any], device_id: str, key: str) -> dict[str, Any] | None:
+    """The active alarm of (device, key), locked; engine-raised alarms are keyed by their type."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT * FROM alarms WHERE device_id = %s AND type = %s AND active FOR UPDATE", (device_id, alarm_type)
+            "SELECT * FROM alarms WHERE device_id = %s AND key = %s AND active FOR UPDATE", (device_id, key)
         )
         return await cur.fetchone()
 

@@ -67,18 +67,23 @@ def insert_event(
     gw: str = GW,
     detail: dict[str, Any] | None = None,
     notify: bool = True,
+    key: str | None = None,
+    location: dict[str, Any] | None = None,
 ) -> str:
-    """What ingest does: insert the event and ``pg_notify('xq_events', …)`` in the same transaction."""
+    """What ingest does: insert the event and ``pg_notify('xq_events', …)`` in the same transaction.
+    ``key`` defaults to the type (a device with one row per type); ``location`` as ``Event.location``."""
     eid = str(uuid.uuid4())
     with conn.transaction():
         conn.execute(
-            "INSERT INTO events (id, gateway_id, seq, device_id, type, severity, active, life_safety, ts, detail) "
-            "VALUES (%s, %s, 1, %s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO events (id, gateway_id, seq, device_id, type, key, location, severity, active, life_safety, "
+            "ts, detail) VALUES (%s, %s, 1, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 eid,
                 gw,
                 device,
                 etype,
+                key or etype,
+                json.dumps(location) if location is not None else None,
                 severity,
                 active,
                 severity == "critical",

@@ -56,6 +56,7 @@ class Migration:
 MIGRATIONS: list[Migration] = [
     Migration(1, "device registry", Path("devices/migrations/001_registry.sql")),
     Migration(10, "ingest messages, events, acks, dead letters", Path("ingest/migrations/010_messages.sql")),
+    Migration(11, "event keys and locations", Path("ingest/migrations/011_event_keys.sql")),
     Migration(
         20,
         "telemetry and rollups",
@@ -66,6 +67,7 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(100, "users and audit log", Path("auth/migrations/100_auth.sql")),
     Migration(110, "alarms, timeline, incidents, suppression windows", Path("alarms/migrations/110_alarms.sql")),
+    Migration(111, "one active alarm per device and key", Path("alarms/migrations/111_alarm_keys.sql")),
     Migration(120, "commands, work orders, roster, notifications", Path("dispatch/migrations/120_dispatch.sql")),
 ]
 

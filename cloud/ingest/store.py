@@ -249,12 +249,13 @@ class BatchWriter:
             if events:
                 cur.execute(
                     """
-                    INSERT INTO events (id, gateway_id, seq, device_id, type, severity, active, life_safety, ts,
-                                        received_at, detail, evidence)
-                    SELECT id, gw, seq, dev, typ, sev, act, ls, ts, rcv, det::jsonb, evi::jsonb
-                    FROM unnest(%s::uuid[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[],
-                                %s::bool[], %s::bool[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[])
-                         AS u(id, gw, seq, dev, typ, sev, act, ls, ts, rcv, det, evi)
+                    INSERT INTO events (id, gateway_id, seq, device_id, type, key, location, severity, active,
+                                        life_safety, ts, received_at, detail, evidence)
+                    SELECT id, gw, seq, dev, typ, k, loc::jsonb, sev, act, ls, ts, rcv, det::jsonb, evi::jsonb
+                    FROM unnest(%s::uuid[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[],
+                                %s::text[], %s::bool[], %s::bool[], %s::timestamptz[], %s::timestamptz[], %s::text[],
+                                %s::text[])
+                         AS u(id, gw, seq, dev, typ, k, loc, sev, act, ls, ts, rcv, det, evi)
                     ON CONFLICT (id) DO NOTHING RETURNING id
                     """,
                     (
@@ -263,6 +264,11 @@ class BatchWriter:
                         [e.seq for _, _, e in events],
                         [e.device for _, _, e in events],
                         [e.event for _, _, e in events],
+                        [e.key for _, _, e in events],
+                        [
+                            e.location.model_dump_json(exclude_none=True) if e.location is not None else None
+                            for _, _, e in events
+                        ],
                         [e.severity for _, _, e in events],
                         [e.active for _, _, e in events],
                         [e.life_safety for _, _, e in events],

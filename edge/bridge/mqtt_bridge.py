@@ -299,7 +299,8 @@ class MqttBridge:
             return
         d.last_bad_report = now
         d.rules.emitter.event(
-            d.device_id, "device.bad_payload", severity="warning", active=True, ts=self.clock.now(),
+            d.device_id, "device.bad_payload", key="device.bad_payload", severity="warning", active=True,
+            ts=self.clock.now(),
             detail={"topic": topic, "error": error[:200], "count": d.bad_payloads_total},
         )
 

@@ -1,15 +1,18 @@
 """Local linkage that runs on the gateway, without the backend.
 
-Each rule watches events (``triggers``) from the gateway's own devices. A *signal* is one active trigger
-from one source: a device, or one zone of a panel (the event's ``zone`` detail), so two zones of one
-fire panel count as two independent signals, while the same zone raised twice is one. A rule *engages*
-for a scope (a building, or the device a camera watches) once ``require_signals`` signals are active and
-were raised within ``window_s`` of each other (GB 50116-2013 §4.1.6: automatic linkage control needs
-two independent alarm signals in an "and" combination). When it engages it commands every target device
+Each rule watches events (``triggers``) from the gateway's own devices. A *signal* is
+:class:`device_profiles.linkage.Signal` — (device, event key) — the same definition the backend's
+correlation uses: two zones of one fire panel are two independent signals, two detectors are two, the
+same zone raised twice is one. A rule *engages* for a scope (a building — the zone's, when the config
+maps the zone elsewhere — or the device a camera watches) once ``require_signals`` signals are active and
+were raised within ``window_s`` of each other (:func:`~device_profiles.linkage.confirming_signals`;
+GB 50116-2013 §4.1.6: automatic linkage control needs two independent alarm signals in an "and"
+combination). When it engages it commands every target device
 of ``target_type`` in the scope once (the interlock: no second action while it stays engaged). When
 every signal has cleared it disengages and, only if the rule has a ``restore_command``, sends that.
 
-Every action is reported up as a ``linkage.action`` event (rule, target, command, outcome).
+Every action is reported up as a ``linkage.action`` event (rule, target, command, outcome) on the target,
+keyed ``linkage.action@<rule>``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from contract.messages import Scalar
+from device_profiles.linkage import Signal, confirming_signals
 from edge.commands.executor import CommandExecutor, ExecResult
 from edge.config import LinkageConfig, LinkageRule
 from edge.rules.clock import Clock
@@ -39,7 +43,7 @@ class LinkageDevice:
 
 @dataclass
 class _Scope:
-    signals: dict[str, float] = field(default_factory=dict)  # signal key → monotonic time raised
+    signals: dict[Signal, float] = field(default_factory=dict)  # signal → monotonic time raised
     engaged: bool = False
 
 
@@ -67,7 +71,7 @@ class LinkageEngine:
         if src is None:
             return None
         if rule.scope == "building":
-            return src.building
+            return ev.location.building if ev.location is not None else src.building
         target = src.watches or ev.detail.get("elevator_device_id")
         return str(target) if target else None
 
@@ -82,14 +86,13 @@ class LinkageEngine:
                 logger.warning("linkage %s: event %s from %s has no scope", rule.name, ev.event, ev.device)
                 continue
             scope = self._scopes.setdefault((rule.name, key), _Scope())
-            zone = ev.detail.get("zone")
-            signal = f"{ev.device}#{zone}" if zone is not None else ev.device
+            signal = Signal(ev.device, ev.key)
             now = self.clock.monotonic()
             if ev.active:
                 scope.signals.setdefault(signal, now)
                 if not scope.engaged and self._confirmed(rule, scope):
                     scope.engaged = True
-                    self._act(rule, key, rule.command, self._args(rule), list(scope.signals))
+                    self._act(rule, key, rule.command, self._args(rule), [str(s) for s in sorted(scope.signals)])
             else:
                 scope.signals.pop(signal, None)
                 if scope.engaged and not scope.signals:
@@ -101,9 +104,7 @@ class LinkageEngine:
 
     @staticmethod
     def _confirmed(rule: LinkageRule, scope: _Scope) -> bool:
-        times = sorted(scope.signals.values())
-        n = rule.require_signals
-        return any(times[i + n - 1] - times[i] <= rule.window_s for i in range(len(times) - n + 1))
+        return bool(confirming_signals(scope.signals, rule.require_signals, rule.window_s))
 
     def _args(self, rule: LinkageRule) -> dict[str, Scalar]:
         args = dict(rule.args)
@@ -143,8 +144,9 @@ class LinkageEngine:
         logger.log(level, "linkage %s: %s on %s → %s %s", rule.name, command, target, result.status,
                    result.reason or "")
         self.emitter.event(
-            target, "linkage.action", severity="info" if result.status == "succeeded" else "critical",
-            active=True, ts=self.clock.now(), detail=detail,
+            target, "linkage.action", key=f"linkage.action@{rule.name}",
+            severity="info" if result.status == "succeeded" else "critical", active=True, ts=self.clock.now(),
+            detail=detail,
         )
 
     async def drain(self) -> None:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 
-from contract.messages import PointSample, Quality, Scalar
+from contract.messages import Location, PointSample, Quality, Scalar
 from device_profiles import CompiledProfile, ConcreteEvent
 from device_profiles.conditions import EventTracker
 from edge.rules.clock import Clock
@@ -73,6 +73,7 @@ class DeviceRules:
         *,
         offline_after_s: float | None = None,
         debounce_s: float = 0.0,
+        zones: Mapping[int, Location] | None = None,
     ) -> None:
         self.device_id = device_id
         self.profile = profile
@@ -88,6 +89,7 @@ class DeviceRules:
                 e = dataclasses.replace(e, for_s=max(e.for_s, debounce_s), clear_for_s=max(e.clear_for_s, debounce_s))
             events.append(e)
         self.tracker = EventTracker(events)
+        self.zones: dict[int, Location] = dict(zones or {})
         self.values: dict[str, Scalar] = {}
         self.quality: dict[str, Quality] = {}
         self._reported: dict[str, tuple[Scalar, Quality]] = {}
@@ -124,8 +126,8 @@ class DeviceRules:
         else:
             logger.info("device %s back online", self.device_id)
         self.emitter.event(
-            self.device_id, "device.offline", severity="major", active=offline, ts=self.clock.now(),
-            detail={"reason": reason, "offline_after_s": self.liveness.offline_after_s},
+            self.device_id, "device.offline", key="device.offline", severity="major", active=offline,
+            ts=self.clock.now(), detail={"reason": reason, "offline_after_s": self.liveness.offline_after_s},
         )
 
     # --- values ---------------------------------------------------------------------------------------------
@@ -159,9 +161,24 @@ class DeviceRules:
         for t in self.tracker.update(good, self.clock.monotonic()):
             e = t.event
             self.emitter.event(
-                self.device_id, e.type, severity=e.severity, active=t.active, life_safety=e.life_safety,
-                ts=ts or self.clock.now(), detail=e.detail,
+                self.device_id, e.type, key=e.key, severity=e.severity, active=t.active, life_safety=e.life_safety,
+                ts=ts or self.clock.now(), detail=e.detail, location=self.location_of(e, e.detail),
             )
+
+    def location_of(self, event: ConcreteEvent, detail: Mapping[str, Scalar]) -> Location | None:
+        """The zone's place from the gateway config's zone map: by the event's ``zone`` detail, else its
+        instance number; None (= the device's own location) when the event is not about a mapped zone."""
+        if not self.zones:
+            return None
+        zone = detail.get("zone")
+        n: int | None = None
+        if isinstance(zone, int) and not isinstance(zone, bool):
+            n = zone
+        elif isinstance(zone, str) and zone.isdigit():
+            n = int(zone)
+        elif zone is None:
+            n = event.n
+        return self.zones.get(n) if n is not None else None
 
     def _changed(self, name: str, value: Scalar, quality: Quality) -> bool:
         prev = self._reported.get(name)
@@ -186,7 +203,9 @@ class DeviceRules:
 
     def momentary(self, event: ConcreteEvent, detail: Mapping[str, Scalar], ts: datetime | None = None) -> None:
         """A momentary event (MQTT ``on_message``): raised once, never cleared."""
+        merged = {**event.detail, **detail}
         self.emitter.event(
-            self.device_id, event.type, severity=event.severity, active=True, life_safety=event.life_safety,
-            ts=ts or self.clock.now(), detail={**event.detail, **detail},
+            self.device_id, event.type, key=event.key, severity=event.severity, active=True,
+            life_safety=event.life_safety, ts=ts or self.clock.now(), detail=merged,
+            location=self.location_of(event, merged),
         )

@@ -20,6 +20,7 @@ from contract.messages import (
     EvidenceRef,
     GatewayHealth,
     HealthReport,
+    Location,
     Message,
     PointSample,
     Scalar,
@@ -51,12 +52,15 @@ class EmittedEvent:
     """What local listeners (linkage, metrics) see of an event that was put in the outbox."""
 
     device: str
+    key: str
     event: str
     severity: Severity
     active: bool
     life_safety: bool
     ts: datetime
     detail: dict[str, Scalar] = field(default_factory=dict)
+    location: Location | None = None
+    """The zone's place when the gateway config maps it (None: the device's own)."""
 
 
 EventListener = Callable[[EmittedEvent], None]
@@ -90,20 +94,25 @@ class Emitter:
         active: bool,
         ts: datetime,
         life_safety: bool = False,
+        key: str,
         detail: Mapping[str, Scalar] | None = None,
         evidence: Sequence[EvidenceRef] = (),
-        key: str | None = None,
+        location: Location | None = None,
     ) -> Event:
+        """Put one event in the outbox. ``key`` identifies the condition at the device (the profile row and
+        instance, e.g. ``fire.alarm#12``; the backend keeps one alarm per device and key, and both linkage
+        sides count (device, key) as one signal); ``location`` is the condition's place when it is not the
+        device's (a panel zone's floor)."""
         msg = Event(
-            gw=self.gateway_id, seq=self.outbox.next_seq(), ts=ts, device=device, event=event, key=key or event,
-            severity=severity, active=active, life_safety=life_safety, detail=dict(detail or {}),
+            gw=self.gateway_id, seq=self.outbox.next_seq(), ts=ts, device=device, event=event, key=key,
+            location=location, severity=severity, active=active, life_safety=life_safety, detail=dict(detail or {}),
             evidence=list(evidence),
         )
         self._put(msg)
         self.events_total[severity] = self.events_total.get(severity, 0) + 1
-        logger.info("event %s %s on %s (%s%s)", event, "raised" if active else "cleared", device, severity,
+        logger.info("event %s %s on %s (%s%s)", key, "raised" if active else "cleared", device, severity,
                     ", life-safety" if life_safety else "")
-        seen = EmittedEvent(device, event, severity, active, life_safety, ts, dict(msg.detail))
+        seen = EmittedEvent(device, key, event, severity, active, life_safety, ts, dict(msg.detail), location)
         for listener in self._listeners:
             listener(seen)
         return msg

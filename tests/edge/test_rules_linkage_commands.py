@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge_agent_helpers import FakeClock, FakeOutbox
 
-from contract.messages import Command
+from contract.messages import Command, Location
 from device_profiles import CompiledProfile, load_catalog
 from edge.bridge import BridgedDevice, MqttBridge, parse_status
 from edge.commands import CommandExecutor, CommandService, ExecResult, SeenStore
@@ -94,6 +94,43 @@ def test_offline_once_and_back() -> None:
     assert [q for _, p, _, q in outbox.samples() if p == "car.floor"] == ["good", "bad", "good"]
 
 
+def test_panel_zones_are_keyed_and_located_by_the_zone_map() -> None:
+    clock, outbox = FakeClock(), FakeOutbox()
+    zones = {12: Location(site="s1", building="B3", floor=12),
+             13: Location(site="s1", building="B3", floor=13, area="东侧走廊")}
+    rules, _ = _rules("gst-fp200", clock, outbox, device="fp", zones=zones)  # type: ignore[arg-type]
+    rules.ingest({"zone12.fire": True, "zone13.fire": False, "zone14.fire": False})
+    rules.ingest({"zone13.fire": True})
+    rules.ingest({"zone12.fire": False, "zone14.fire": True})
+    clock.advance(6)
+    rules.ingest({"panel.main_power_fault": True})
+    clock.advance(6)
+    rules.evaluate()
+    got = [(e.key, e.active, e.location.floor if e.location else None, e.location.area if e.location else None)
+           for e in outbox.events()]
+    assert got == [
+        ("fire.alarm#12", True, 12, None), ("fire.alarm#13", True, 13, "东侧走廊"),
+        ("fire.alarm#12", False, 12, None),  # the clear of zone 12 names zone 12 only
+        ("fire.alarm#14", True, None, None),  # not in the map: the panel's own location
+        ("fire.power_fault", True, None, None),  # not about a zone
+    ]
+    assert outbox.events()[0].location is not None and outbox.events()[0].location.building == "B3"
+
+
+def test_gateway_events_have_keys() -> None:
+    clock, outbox = FakeClock(), FakeOutbox()
+    rules, _ = _rules("acme-em200", clock, outbox, offline_after_s=5)
+    clock.advance(6)
+    rules.check_liveness()
+    rules.answered()
+    rules.ingest({"fault.trapped_between_floors": True})
+    clock.advance(3)
+    rules.evaluate()
+    assert [(e.event, e.key) for e in outbox.events()] == [
+        ("device.offline", "device.offline"), ("device.offline", "device.offline"),
+        ("elevator.entrapment", "elevator.entrapment.between_floors")]
+
+
 # --- linkage ----------------------------------------------------------------------------------------------
 
 def _linkage(rules: list[LinkageRule], base_floor: int = 1) -> tuple[LinkageEngine, FakeOutbox, list[tuple]]:
@@ -123,40 +160,49 @@ LIFTS = LinkageRule(name="lifts", triggers=["fire.alarm", "smoke.alarm"], target
                     command="fire_recall", base_floor_arg="floor")
 
 
+def _fire(em: Emitter, device: str, zone: int | None, active: bool = True) -> None:
+    """A panel zone's fire.alarm (key fire.alarm#<zone>) or a detector's smoke.alarm, as DeviceRules emits them."""
+    ts = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+    if zone is None:
+        em.event(device, "smoke.alarm", key="smoke.alarm", severity="critical", active=active, life_safety=True, ts=ts)
+    else:
+        em.event(device, "fire.alarm", key=f"fire.alarm#{zone}", severity="critical", active=active, life_safety=True,
+                 ts=ts, detail={"zone": zone})
+
+
 async def test_two_signal_rule_and_interlock() -> None:
     engine, outbox, calls = _linkage([DOORS, LIFTS], base_floor=-1)
     em = engine.emitter
-    ts = engine.clock.now()
-    em.event("panel", "fire.alarm", severity="critical", active=True, life_safety=True, ts=ts, detail={"zone": 3})
+    _fire(em, "panel", 3)
     await engine.drain()
     assert calls == [("lift1", "fire_recall", {"floor": -1})]  # one signal: lifts (require 1), doors not yet
     # the same zone again is not a second independent signal
-    em.event("panel", "fire.alarm", severity="critical", active=True, life_safety=True, ts=ts, detail={"zone": 3})
+    _fire(em, "panel", 3)
     await engine.drain()
     assert len(calls) == 1
-    em.event("panel", "fire.alarm", severity="critical", active=True, life_safety=True, ts=ts, detail={"zone": 4})
+    _fire(em, "panel", 4)  # another zone of the same panel is (GB 50116 §4.1.6)
     await engine.drain()
     assert sorted(calls[1:]) == [("door1", "release_all", {}), ("door2", "release_all", {})]  # not door9 (B9)
-    em.event("smoke1", "smoke.alarm", severity="critical", active=True, life_safety=True, ts=ts)
+    _fire(em, "smoke1", None)
     await engine.drain()
     assert len(calls) == 3  # interlock: no double action while engaged
     actions = outbox.events("linkage.action")
-    assert {(a.device, a.detail["command"], a.detail["outcome"]) for a in actions} == {
-        ("lift1", "fire_recall", "succeeded"), ("door1", "release_all", "succeeded"),
-        ("door2", "release_all", "succeeded")}
+    assert {(a.device, a.key, a.detail["command"], a.detail["outcome"]) for a in actions} == {
+        ("lift1", "linkage.action@lifts", "fire_recall", "succeeded"),
+        ("door1", "linkage.action@doors", "release_all", "succeeded"),
+        ("door2", "linkage.action@doors", "release_all", "succeeded")}
+    assert actions[-1].detail["signals"] == "panel/fire.alarm#3,panel/fire.alarm#4"
     for dev, zone in (("panel", 3), ("panel", 4), ("smoke1", None)):
-        em.event(dev, "fire.alarm" if zone else "smoke.alarm", severity="critical", active=False, ts=ts,
-                 detail={"zone": zone} if zone else {})
+        _fire(em, dev, zone, active=False)
     await engine.drain()
     assert sorted(calls[3:]) == [("door1", "restore", {}), ("door2", "restore", {})]  # lifts: no restore set
 
 
 async def test_two_signals_outside_the_window_do_not_engage() -> None:
     engine, _, calls = _linkage([DOORS])
-    ts = engine.clock.now()
-    engine.emitter.event("panel", "fire.alarm", severity="critical", active=True, ts=ts, detail={"zone": 1})
+    _fire(engine.emitter, "panel", 1)
     engine.clock.advance(120)  # type: ignore[attr-defined]
-    engine.emitter.event("smoke1", "smoke.alarm", severity="critical", active=True, ts=ts)
+    _fire(engine.emitter, "smoke1", None)
     await engine.drain()
     assert calls == []
 
@@ -165,7 +211,8 @@ async def test_ebike_holds_the_watched_elevator() -> None:
     rule = LinkageRule(name="ebike", triggers=["elevator.ebike_detected"], scope="watched_device",
                        target_type="elevator", command="hold_doors", args={"duration_s": 30})
     engine, _, calls = _linkage([rule])
-    engine.emitter.event("cam1", "elevator.ebike_detected", severity="major", active=True, ts=engine.clock.now())
+    engine.emitter.event("cam1", "elevator.ebike_detected", key="elevator.ebike_detected@car", severity="major",
+                         active=True, ts=engine.clock.now())
     await engine.drain()
     assert calls == [("lift1", "hold_doors", {"duration_s": 30})]
 

@@ -45,6 +45,9 @@ def test_run_writes_report_and_ports_then_a_gateway_config(tmp_path: Path) -> No
     fp = config.device("b1-fp")
     assert fp is not None and fp.connection.kind == "modbus_tcp" and fp.connection.port == p["modbus"]["b1-fp"]["port"]
     assert config.uplink.url == p["uplink_proxy"] and len(config.devices) == 10  # no camera: not running
+    # the panel's zone n is floor n (params.zones: 3 wired), so zone 3's alarm is at F3, not in the control room
+    assert fp.zones is not None and sorted(fp.zones) == [1, 2, 3]
+    assert fp.zone_locations()[3].model_dump(exclude_none=True) == {"site": "mini", "building": "b1", "floor": 3}
 
 
 def test_check_reports_counts_and_errors(tmp_path: Path) -> None:

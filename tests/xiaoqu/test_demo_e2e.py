@@ -49,6 +49,8 @@ def test_fire_drill_through_the_whole_loop(tmp_path: Path) -> None:
     fire = [a for a in result.seen["alarms_final"] if a["type"] == "fire.alarm"]
     assert len(fire) == 1, "one alarm for the panel's fire, not one per poll or per message"
     assert fire[0]["detail"].get("zone") == 2
+    # zone 2 of the panel (in the fire control room on F1) is on floor 2: the alarm says so
+    assert (fire[0]["key"], fire[0]["building"], fire[0]["floor"]) == ("fire.alarm#2", "b1", 2)
     assert len(result.seen["incident"]) == 1, "two detectors and the panel in one building are one incident"
     outcomes = {(c["command"], c["device_id"]): c["state"] for c in result.seen["command"].values()}
     assert outcomes.get(("release_all", "b1-door")) == "succeeded"
