@@ -92,6 +92,8 @@ def decode(spec: RegisterSpec, words: Sequence[int] | Sequence[bool], byte_order
         assert spec.bits is not None
         raw = (unsigned >> spec.bits.start) & ((1 << spec.bits.length) - 1)
     if enum is not None:
+        if isinstance(raw, float) and not math.isfinite(raw):
+            raise CodecError(f"{raw} is not an enum value")
         key = int(raw)
         return enum.get(key, f"unknown({key})")
     if spec.scale == 1.0 and spec.offset == 0.0:

@@ -75,3 +75,15 @@ def test_modbus_write_with_scale_zero_or_huge_value_is_a_codec_error():
     scaled = RegisterSpec.model_validate({"table": "holding", "address": 0, "type": "int32", "scale": 0.5})
     with pytest.raises(CodecError, match="too large"):
         encode(scaled, 10**400)
+
+
+def test_modbus_enum_of_a_nan_float_is_a_codec_error():
+    """Found by bench/fuzz.py: an enum on a float point whose registers hold NaN."""
+    from device_profiles.modbus_codec import decode as decode_point
+
+    spec = RegisterSpec.model_validate({"table": "input", "address": 0, "type": "float64",
+                                        "byte_order": "little", "word_order": "little"})
+    with pytest.raises(CodecError, match="not an enum value"):
+        decode_point(spec, [0, 0, 0, 65535], enum={0: "off"})
+    assert check_modbus((spec.model_dump(exclude_none=True), [0, 0, 0, 65535], {0: "off"}, "x")) is None
+
