@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean-venv
+.PHONY: demo test setup lint install clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,7 +22,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy $$(ls bench/*.py | grep -v '/_')  # benches are scripts; their helpers (bench/_*.py) come in by import
 
-test: lint
+# What the tests need on this machine: Debian packages (installed when run as root) and the running
+# Mosquitto and PostgreSQL (started when they are not). Quick when everything is there.
+setup:
+	PY=$(PY) .ci/setup-machine
+
+test: setup
+	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q
 
 clean-venv:

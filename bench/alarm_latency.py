@@ -39,6 +39,7 @@ from cloud.auth.roles import Role
 from cloud.auth.store import add_user
 from cloud.db import DatabaseConfig
 from cloud.serve import Backend, ServeConfig
+from xiaoqu import processes
 
 ADMIN_DSN = os.environ.get("XQ_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -56,6 +57,7 @@ def free_port() -> int:
 
 def writer(dsn: str, stop: Any, counter: Any, batch: int) -> None:
     """Background load: COPY telemetry batches (about what one ingest worker writes) until told to stop."""
+    processes.die_with_parent()
     with psycopg.connect(dsn) as conn:
         n = 0
         while not stop.is_set():
@@ -134,7 +136,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             idle = await measure(dsn, ws_url, args.events)
             ctx = mp.get_context("spawn")
             stop, counter = ctx.Event(), ctx.Value("q", 0)
-            procs = [ctx.Process(target=writer, args=(dsn, stop, counter, args.batch)) for _ in range(args.writers)]
+            procs = [ctx.Process(target=writer, args=(dsn, stop, counter, args.batch), daemon=True)
+                     for _ in range(args.writers)]
             for p in procs:
                 p.start()
             await asyncio.sleep(1.0)  # let the load settle
@@ -164,6 +167,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
+    processes.exit_on_stop_signals()  # SIGTERM/SIGHUP unwind like Ctrl-C: writers and database are cleaned up
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a short run (50 events per phase)")
     parser.add_argument("--events", type=int, default=None, help="events per phase (default 300, quick 50)")

@@ -34,6 +34,7 @@ from device_profiles import CompiledProfile, Profile
 from device_profiles.read_plan import contiguous_runs, plan_reads
 from edge.modbus import BusPoller, PolledDevice, PollStats, tcp_link
 from edge.rules import DeviceRules, Emitter, SystemClock, TelemetryBatcher
+from xiaoqu import processes
 
 BENCH_PROFILE = {
     "id": "bench-meter", "vendor": "bench", "model": "10 points", "device_type": "meter", "protocol": "modbus_tcp",
@@ -84,8 +85,8 @@ async def _serve(n: int) -> None:
 
 
 def start_servers(n: int) -> tuple[subprocess.Popen[str], list[int]]:
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(n)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    proc = processes.spawn([sys.executable, __file__, "--serve", str(n)], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)  # dies with the bench, even by SIGKILL
     assert proc.stdout is not None
     line = proc.stdout.readline()
     return proc, json.loads(line)
@@ -206,6 +207,7 @@ def main() -> None:
         asyncio.run(_serve(args.serve))
         return
     logging.disable(logging.WARNING)
+    processes.exit_on_stop_signals()  # SIGTERM/SIGHUP unwind like Ctrl-C: the servers' process is stopped
     seconds = args.seconds or (5.0 if args.quick else 20.0)
     faulthandler.dump_traceback_later(2 * seconds + 120, exit=True)  # a hang prints every stack and exits
     proc, ports = start_servers(args.devices)

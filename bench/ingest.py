@@ -24,6 +24,7 @@ from bench._common import emit, median, private_mosquitto, throwaway_database
 from cloud.db import DatabaseConfig
 from cloud.db.migrate import migrate
 from cloud.ingest.maintenance import ensure_partitions_ahead
+from xiaoqu import processes
 
 SITE = "bench"
 GATEWAYS = 20
@@ -74,6 +75,7 @@ def births(run: str) -> list[tuple[str, bytes]]:
 
 
 def publish(port: int, messages: list[tuple[str, bytes]], started: Any, retain: bool = False) -> None:
+    processes.die_with_parent()
     from paho.mqtt.client import Client
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
@@ -93,6 +95,7 @@ def publish(port: int, messages: list[tuple[str, bytes]], started: Any, retain: 
 
 
 def worker_proc(dsn: str, port: int, run: str, index: int) -> None:
+    processes.die_with_parent()
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -155,7 +158,7 @@ def _measure(dsn: str, port: int, run: str, ctx: Any, started: Any, messages_n: 
         conn.execute("TRUNCATE telemetry, ingested_messages, telemetry_dirty")
         # births (retained) register the devices and tell us the workers are subscribed
         birth_started = ctx.Event()
-        pub = ctx.Process(target=publish, args=(port, births(run), birth_started, True))
+        pub = ctx.Process(target=publish, args=(port, births(run), birth_started, True), daemon=True)
         pub.start()
         pub.join()
         deadline = time.monotonic() + 60
@@ -168,7 +171,7 @@ def _measure(dsn: str, port: int, run: str, ctx: Any, started: Any, messages_n: 
             time.sleep(0.1)
         time.sleep(1.0)  # all workers subscribed
         messages = make_messages(messages_n, ppm, run)
-        pub = ctx.Process(target=publish, args=(port, messages, started))
+        pub = ctx.Process(target=publish, args=(port, messages, started), daemon=True)
         pub.start()
         started.wait(30)
         t0 = time.perf_counter()
@@ -188,6 +191,7 @@ def _measure(dsn: str, port: int, run: str, ctx: Any, started: Any, messages_n: 
 
 
 def main() -> None:
+    processes.exit_on_stop_signals()  # SIGTERM/SIGHUP unwind like Ctrl-C: workers and publisher are stopped
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small run (about 20 s)")
     ap.add_argument("--workers", default="1,2")

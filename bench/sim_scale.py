@@ -38,6 +38,7 @@ from pymodbus.simulator.simutils import DataType
 
 from device_profiles.loader import load_catalog
 from simulators.modbus import ModbusBus, ModbusDevice, ModbusPortServer
+from xiaoqu import processes
 
 UNITS_PER_BUS = 200
 
@@ -87,7 +88,8 @@ async def _generate(targets: list[tuple[int, int]], workers: int, seconds: float
     return {"reads": counts[0], "errors": errors[0], "seconds": elapsed}
 
 
-def generator_main() -> None:
+def generator_main(parent: int) -> None:
+    processes.die_with_parent(parent=parent)
     spec = json.loads(sys.stdin.read())
     result = asyncio.run(_generate([tuple(t) for t in spec["targets"]], spec["workers"], spec["seconds"]))
     print(json.dumps(result))
@@ -95,7 +97,7 @@ def generator_main() -> None:
 
 async def load(targets: list[tuple[int, int]], workers: int, seconds: float) -> dict[str, float]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--generator", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        sys.executable, __file__, "--generator", str(os.getpid()), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     out, _ = await proc.communicate(json.dumps({"targets": targets, "workers": workers,
                                                 "seconds": seconds}).encode())
     result: dict[str, float] = json.loads(out)
@@ -180,8 +182,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 if __name__ == "__main__":
     if "--generator" in sys.argv:
-        generator_main()
+        generator_main(int(sys.argv[sys.argv.index("--generator") + 1]))
         sys.exit(0)
+    processes.exit_on_stop_signals()  # SIGTERM/SIGHUP unwind like Ctrl-C: the generator child is stopped
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="200 devices, 2 s per measurement")
     ap.add_argument("--devices", type=int, default=None)

@@ -33,6 +33,7 @@ from edge.video import VideoAnalytics, load_detector
 from edge.video.base import Frame
 from edge.video.pipeline import FramePipeline
 from simulators.camera import FIRE_LANE_ZONE, MjpegCamera, Obstruction, Scene, Walker
+from xiaoqu import processes
 
 LANE = {"name": "lane", "kind": "fire_lane_blockage", "zone": FIRE_LANE_ZONE}
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -69,6 +70,7 @@ def bench_overhead(n: int) -> dict[str, float]:
 
 
 def _serve(port_q: Any, stop: Any) -> None:
+    processes.die_with_parent()
     scene = Scene(seed=2)
     with MjpegCamera(scene.frame, fps=5) as cam:
         port_q.put(cam.port)
@@ -126,6 +128,7 @@ def bench_alarm(dwell: float) -> dict[str, float]:
 
 
 def main() -> int:
+    processes.exit_on_stop_signals()
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()

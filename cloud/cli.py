@@ -6,6 +6,7 @@ each command validates only the sections it uses. Command-line options override 
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,9 +15,10 @@ from pydantic import BaseModel, ValidationError
 
 from cloud.broker.cli import app as broker_app
 from cloud.config_file import load_file
-from cloud.db import DatabaseConfig
-from cloud.ingest.config import IngestConfig, MqttConfig
 from cloud.serve_cli import serve_command
+
+# The backend's modules (psycopg, FastAPI, …) are imported inside the commands, so the ``xiaoqu`` command
+# of a gateway-only install starts; `xiaoqu cloud …` there says which extra to install (xiaoqu.cli).
 
 app = typer.Typer(no_args_is_help=True, help="Backend: migrate, ingest, serve.")
 
@@ -42,6 +44,7 @@ def migrate(
     flavour: str | None = typer.Option(None, help="auto | timescale | native (only at the first migrate)."),
 ) -> None:
     """Create or upgrade the database schema (re-runnable)."""
+    from cloud.db import DatabaseConfig
     from cloud.db.migrate import MigrationError
     from cloud.db.migrate import migrate as run_migrate
     from cloud.ingest.maintenance import apply_retention, ensure_partitions_ahead
@@ -72,6 +75,8 @@ def ingest(
     index: int = typer.Option(0, min=0, help="index of the first worker (client id '<client_id>-<index>')."),
 ) -> None:
     """Consume telemetry, events, state and acks from MQTT and store them (ack after commit)."""
+    from cloud.db import DatabaseConfig
+    from cloud.ingest.config import IngestConfig, MqttConfig
     from cloud.ingest.worker import run_workers
 
     data = load_file(config)
@@ -82,7 +87,9 @@ def ingest(
         base = dict((data.get("ingest") or {}).get("mqtt") or {})
         overrides["mqtt"] = MqttConfig.model_validate({**base, "host": host or "127.0.0.1", "port": int(port)})
     cfg = section(data, "ingest", IngestConfig, overrides, config)
-    run_workers(db, cfg, workers, first_index=index)
+    stopped_by = run_workers(db, cfg, workers, first_index=index)
+    if stopped_by is not None and stopped_by != signal.SIGINT:
+        raise typer.Exit(128 + stopped_by)  # stopped by a service manager or a hang-up, not by Ctrl-C
 
 
 app.command("serve")(serve_command)

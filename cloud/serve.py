@@ -1,7 +1,9 @@
 """Composition root of ``xiaoqu cloud serve``: loads the config once, starts the API and the decision engine.
 
 The engine is fed by ``LISTEN xq_events`` (ingest notifies in its commit); the API and the engine share
-one change bus, so the WebSocket pushes what the engine decides without touching the database again.
+one change bus, so the WebSocket pushes what the engine decides without touching the database again. The
+bus is relayed between ``serve`` processes over ``NOTIFY xq_changes`` (:class:`PgChangeRelay`), so several
+processes behind a load balancer all push every change to their browsers.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import Field
 from ruamel.yaml import YAML
 
-from cloud.alarms.bus import ChangeBus
+from cloud.alarms.bus import ChangeBus, PgChangeRelay
 from cloud.alarms.clock import Clock, SystemClock
 from cloud.alarms.engine import DecisionEngine
 from cloud.alarms.rules import Rules, load_rules
@@ -72,6 +74,7 @@ class Backend:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self.bus = ChangeBus()
+        self.relay: PgChangeRelay | None = None
         self.pool: AsyncConnectionPool[Any] | None = None
         self.engine: DecisionEngine | None = None
         self.server: uvicorn.Server | None = None
@@ -106,12 +109,15 @@ class Backend:
                 ws="websockets-sansio",
             )
         )
-        ready = asyncio.Event()
+        ready, relaying = asyncio.Event(), asyncio.Event()
+        self.relay = PgChangeRelay(self.bus, db.dsn)
+        self._tasks.append(asyncio.create_task(self.relay.run(self._stop, relaying)))
         self._tasks.append(asyncio.create_task(self.engine.listen(db.dsn, self._stop, ready)))
         if self._run_timers:
             self._tasks.append(asyncio.create_task(self.engine.run_timers(self._stop, self.config.timer_interval_s)))
         self._tasks.append(asyncio.create_task(self.server.serve()))
         await asyncio.wait_for(ready.wait(), 10)
+        await asyncio.wait_for(relaying.wait(), 10)
         while not self.server.started:
             await asyncio.sleep(0.02)
         log.info("API on http://%s:%d/api/docs; engine listening", self.config.api.host, self.config.api.port)

@@ -13,7 +13,11 @@ from device_profiles.schema import ArgSpec, CommandSpec, ModbusSettings
 
 
 class CommandError(ValueError):
-    """A command that the profile does not accept, with the reason."""
+    """A command that the profile does not accept, with the reason; ``arg`` names the argument at fault."""
+
+    def __init__(self, message: str, arg: str | None = None) -> None:
+        super().__init__(message)
+        self.arg = arg
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,27 +36,27 @@ class Publish:
 def _check_arg(name: str, spec: ArgSpec, value: Scalar) -> Scalar:
     if spec.type == "bool":
         if not isinstance(value, bool):
-            raise CommandError(f"argument {name!r}: {value!r} is not a bool")
+            raise CommandError(f"argument {name!r}: {value!r} is not a bool", name)
         return value
     if spec.type == "str":
         if not isinstance(value, str):
-            raise CommandError(f"argument {name!r}: {value!r} is not a string")
+            raise CommandError(f"argument {name!r}: {value!r} is not a string", name)
         out: Scalar = value
     else:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise CommandError(f"argument {name!r}: {value!r} is not a number")
+            raise CommandError(f"argument {name!r}: {value!r} is not a number", name)
         if spec.type == "int":
             if isinstance(value, float) and not value.is_integer():
-                raise CommandError(f"argument {name!r}: {value!r} is not a whole number")
+                raise CommandError(f"argument {name!r}: {value!r} is not a whole number", name)
             out = int(value)
         else:
             out = float(value)
         if spec.min is not None and out < spec.min:
-            raise CommandError(f"argument {name!r}: {out} is below the minimum {spec.min:g}")
+            raise CommandError(f"argument {name!r}: {out} is below the minimum {spec.min:g}", name)
         if spec.max is not None and out > spec.max:
-            raise CommandError(f"argument {name!r}: {out} is above the maximum {spec.max:g}")
+            raise CommandError(f"argument {name!r}: {out} is above the maximum {spec.max:g}", name)
     if spec.choices is not None and out not in spec.choices:
-        raise CommandError(f"argument {name!r}: {out!r} is not one of {', '.join(map(str, spec.choices))}")
+        raise CommandError(f"argument {name!r}: {out!r} is not one of {', '.join(map(str, spec.choices))}", name)
     return out
 
 
@@ -62,7 +66,7 @@ def validate_args(command: CommandSpec, args: Mapping[str, Scalar]) -> dict[str,
     if unknown:
         raise CommandError(
             f"command {command.name!r} takes no argument {', '.join(map(repr, unknown))} "
-            f"(takes: {', '.join(command.args) or 'none'})"
+            f"(takes: {', '.join(command.args) or 'none'})", unknown[0]
         )
     out: dict[str, Scalar] = {}
     for name, spec in command.args.items():
@@ -71,7 +75,7 @@ def validate_args(command: CommandSpec, args: Mapping[str, Scalar]) -> dict[str,
         elif spec.default is not None:
             out[name] = _check_arg(name, spec, spec.default)
         elif spec.required:
-            raise CommandError(f"command {command.name!r} needs argument {name!r}")
+            raise CommandError(f"command {command.name!r} needs argument {name!r}", name)
     return out
 
 

@@ -5,6 +5,8 @@ The edge, the simulators and the backend work on these; the YAML form stays comp
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -16,6 +18,7 @@ from device_profiles.schema import (
     Condition,
     MessageMatch,
     MqttPointSpec,
+    PlausibleRange,
     Profile,
     RegisterSpec,
     Repeat,
@@ -35,6 +38,61 @@ class ConcretePoint:
     byte_order: ByteOrder = "big"
     word_order: ByteOrder = "big"
     n: int | None = None
+    range: PlausibleRange | None = None
+    precision: int | None = None
+
+    def rounded(self, value: Scalar) -> Scalar:
+        """The value at the point's precision (floats only; everything else as it is)."""
+        if self.precision is None or not isinstance(value, float):
+            return value
+        return round(value, self.precision)
+
+    def display(self, value: Scalar | None) -> str:
+        """The value as an installer reads it: floats at the point's precision (``0.35``, not
+        ``0.3499999940395355``)."""
+        if value is None:
+            return ""
+        if self.precision is not None and isinstance(value, float) and math.isfinite(value):
+            return f"{value:.{self.precision}f}"
+        return str(value)
+
+    def implausible(self, value: Scalar | None) -> str | None:
+        """Why ``value`` cannot be a real reading of this point (outside its plausible range, or not a finite
+        number), with what to check; None when it is plausible or the point has no range."""
+        if self.range is None or value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        shown = _plain(value)
+        if not math.isfinite(value):
+            return f"{shown} is not a finite number — {self.check_hint()}"
+        if self.range.min is not None and value < self.range.min:
+            return f"{shown} is below the plausible minimum {float(self.range.min)} — {self.check_hint()}"
+        if self.range.max is not None and value > self.range.max:
+            return f"{shown} is above the plausible maximum {float(self.range.max)} — {self.check_hint()}"
+        return None
+
+    def check_hint(self) -> str:
+        """What usually makes a reading implausible, for this kind of point."""
+        if self.register is None:
+            return "check the JSON path and the unit the device sends"
+        if self.register.count > 1:
+            return "check word_order/byte_order/scale"
+        return "check byte_order/type/scale"
+
+    @property
+    def source(self) -> str:
+        """Where the value comes from, as a vendor's table says it: ``holding 100`` (a float32 spans 100-101),
+        ``bit 3 of holding 40``, ``bits 4-7 of input 12``, or the MQTT topic and path."""
+        if self.register is not None:
+            r = self.register
+            where = f"{r.table} {r.address}"
+            if r.bit is not None:
+                return f"bit {r.bit} of {where}"
+            if r.bits is not None:
+                return f"bits {r.bits.start}-{r.bits.start + r.bits.length - 1} of {where}"
+            return where
+        if self.mqtt is not None:
+            return f"{self.mqtt.topic} {self.mqtt.path}"
+        return ""
 
     @property
     def span(self) -> tuple[int, int]:
@@ -57,6 +115,14 @@ class ConcreteEvent:
     on_message: MessageMatch | None
     detail: dict[str, Scalar] = field(default_factory=dict)
     n: int | None = None
+    readings: tuple[str, ...] = ()
+
+
+def _plain(value: float) -> str:
+    """A number in a reason: short, and never ``0.0`` for 4.17e-08."""
+    if (value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e7)) or not math.isfinite(value):
+        return f"{value:.3g}"
+    return f"{value:.6g}"
 
 
 def _instances(repeat: Repeat | None) -> list[tuple[int | None, int]]:
@@ -117,7 +183,7 @@ class CompiledProfile:
                         access=p.access, deadband=p.deadband,
                         byte_order=(reg.byte_order if reg and reg.byte_order else (mb.byte_order if mb else "big")),
                         word_order=(reg.word_order if reg and reg.word_order else (mb.word_order if mb else "big")),
-                        n=n,
+                        n=n, range=p.range, precision=p.precision,
                     )
                 )
         return out
@@ -144,12 +210,23 @@ class CompiledProfile:
                         when=substitute_condition(e.when, n) if e.when else None,
                         clear=substitute_condition(e.clear, n) if e.clear else None,
                         for_s=e.for_s, clear_for_s=e.clear_for_s, on_message=e.on_message, detail=detail, n=n,
+                        readings=tuple(_subst(r, n) for r in e.readings),
                     )
                 )
         return out
 
     def command(self, name: str) -> CommandSpec | None:
         return self.profile.command(name)
+
+    def readings_detail(self, event: ConcreteEvent, values: Mapping[str, Scalar]) -> dict[str, Scalar]:
+        """The event's ``readings`` (point → current value at its precision) for its detail; points with no
+        value yet are left out."""
+        out: dict[str, Scalar] = {}
+        for name in event.readings:
+            if name in values:
+                point = self.points_by_name.get(name)
+                out[name] = point.rounded(values[name]) if point is not None else values[name]
+        return out
 
     def register_extent(self, table: str) -> int:
         """One past the highest address any point uses in ``table`` (0 when none)."""

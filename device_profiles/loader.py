@@ -199,9 +199,18 @@ class Catalog:
             raise UnknownProfile(profile_id, self._profiles) from None
 
 
-def load_catalog(paths: Iterable[Path] | None = None) -> Catalog:
-    """Load every profile below ``paths`` (default: the shipped profiles); all problems in one error."""
-    files = list(iter_profile_files(paths if paths is not None else [SHIPPED_DIR]))
+def load_catalog(paths: Iterable[Path] | None = None, *, shipped: bool = True) -> Catalog:
+    """The shipped profiles plus every profile below ``paths`` (an installer's own folder *adds to* the
+    catalog, it does not replace it); all problems in one error. Two files with one id are an error naming
+    both files. ``shipped=False`` loads only ``paths`` (tests, ``profile validate`` of a lone folder)."""
+    roots = ([SHIPPED_DIR] if shipped else []) + list(paths or [])
+    files: list[Path] = []
+    seen: set[Path] = set()
+    for f in iter_profile_files(roots):
+        key = f.resolve()
+        if key not in seen:  # the shipped folder named again, or a file inside it: loaded once
+            seen.add(key)
+            files.append(f)
     issues: list[Issue] = []
     profiles: list[Profile] = []
     sources: dict[str, str] = {}
@@ -214,7 +223,10 @@ def load_catalog(paths: Iterable[Path] | None = None) -> Catalog:
             continue
         if profile.id in sources:
             other = sources[profile.id]
-            issues.append(Issue(display, 1, "id", f"profile id {profile.id!r} is already used by {other}"))
+            data = read_yaml(f, display)
+            issues.append(Issue(display, line_of(data, "id"), "id",
+                                f"profile id {profile.id!r} is already used by {other}; ids must be unique across "
+                                "the shipped profiles and yours: rename one of them"))
             continue
         sources[profile.id] = display
         profiles.append(profile)

@@ -96,6 +96,22 @@ class MqttPointSpec(StrictModel):
     path: str = Field(description="JSON path into the payload, e.g. $.battery or $.radio.rssi")
 
 
+class PlausibleRange(StrictModel):
+    """The values a working device can report (a 0–1.6 MPa transmitter never reads 4.17e-08 or 1.2e+38): the
+    installer's probe fails a value outside it, the sign of a wrong word order, byte order, type or scale."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PlausibleRange:
+        if self.min is None and self.max is None:
+            raise ValueError("a range needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
 class Point(StrictModel):
     name: PointName
     label: str | None = Field(default=None, description="the vendor's name for it, e.g. 主电故障")
@@ -105,6 +121,9 @@ class Point(StrictModel):
     enum: dict[int, str] | None = Field(default=None, description="raw value → state name")
     access: Literal["r", "rw"] = "r"
     deadband: float | None = Field(default=None, ge=0, description="report by exception beyond this change")
+    range: PlausibleRange | None = Field(default=None, description="plausible values (engineering units); the probe "
+                                         "fails a value outside it")
+    precision: int | None = Field(default=None, ge=0, le=9, description="decimals shown (probe, event detail)")
     repeat: Repeat | None = None
 
     @model_validator(mode="after")
@@ -193,6 +212,10 @@ class EventSpec(StrictModel):
     clear_for_s: float = Field(default=0.0, ge=0, alias="clear_for")
     on_message: MessageMatch | None = Field(default=None, description="momentary event from an MQTT message")
     detail: dict[str, Scalar] = Field(default_factory=dict)
+    readings: list[PointName] = Field(
+        default_factory=list, description="points whose value is copied into detail when the event is raised "
+        "(detail.<point> = the reading, at the point's precision)",
+    )
     repeat: Repeat | None = None
 
     @model_validator(mode="after")
@@ -348,11 +371,18 @@ class Profile(StrictModel):
             raise ValueError(f"point names must be unique; repeated: {', '.join(dupes[:5])}")
         known = set(names)
         for i, e in enumerate(self.events):
-            conds = [c for c in (e.when, e.clear) if c is not None]
-            for name in sorted({p for c in conds for p in c.points()}):
+            for part in ("when", "clear"):
+                cond = getattr(e, part)
+                for name in sorted(cond.points() if cond is not None else ()):
+                    for concrete in expand_name(name, e.repeat):
+                        if concrete not in known:
+                            raise LocatedError(("events", i, part), f"events[{i}] ({e.type}): condition refers to "
+                                               f"unknown point {concrete!r}{_known_hint(known)}")
+            for k, name in enumerate(e.readings):
                 for concrete in expand_name(name, e.repeat):
                     if concrete not in known:
-                        raise ValueError(f"events[{i}] ({e.type}): condition refers to unknown point {concrete!r}")
+                        raise LocatedError(("events", i, "readings", k), f"events[{i}] ({e.type}): readings names "
+                                           f"unknown point {concrete!r}{_known_hint(known)}")
         first_row: dict[str, int] = {}
         for i, e in enumerate(self.events):
             for key in sorted({e.key_for(n) for n in instance_numbers(e.repeat)}):
@@ -371,6 +401,10 @@ class Profile(StrictModel):
 
     def command(self, name: str) -> CommandSpec | None:
         return next((c for c in self.commands if c.name == name), None)
+
+
+def _known_hint(known: set[str]) -> str:
+    return f" (points: {', '.join(sorted(known)[:12])}{', …' if len(known) > 12 else ''})" if known else " (no points)"
 
 
 def instance_numbers(repeat: Repeat | None) -> list[int | None]:

@@ -165,7 +165,7 @@ class GatewayConfig(StrictModel):
     name: Name | None = None
     uplink: UplinkConfig = Field(default_factory=UplinkConfig)
     outbox: OutboxConfig
-    profiles_dir: list[Path] | None = Field(default=None, description="profile folders; default: the shipped ones")
+    profiles_dir: list[Path] | None = Field(default=None, description="your profile folders, added to the shipped ones")
     devices: list[DeviceConfig] = Field(default_factory=list)
     linkage: LinkageConfig = Field(default_factory=LinkageConfig)
     polling: PollingConfig = Field(default_factory=PollingConfig)

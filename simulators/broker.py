@@ -12,6 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from xiaoqu.processes import spawn
+
 logger = logging.getLogger(__name__)
 
 
@@ -62,8 +64,9 @@ class MosquittoProcess:
     def start(self, timeout: float = 10.0) -> None:
         if self.running:
             return
-        self._proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE)
+        # Ours: in a session of its own (a terminal's Ctrl-C reaches the owner, which stops it in order),
+        # and SIGTERMed by the kernel if the owner dies, even by SIGKILL.
+        self._proc = spawn([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

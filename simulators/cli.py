@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from device_profiles.loader import ProfileError, load_catalog
+from xiaoqu.processes import STOP_SIGNALS, exit_code
 
 app = typer.Typer(no_args_is_help=True, help="Simulated compound: run layouts and scenarios.")
 console = Console()
@@ -60,11 +61,18 @@ def run(
     end = duration if duration is not None else (scen.end if scen else math.inf)
     finite = math.isfinite(end)
 
+    stopped_by: list[int] = []
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+
+        def on_signal(signum: int) -> None:
+            stopped_by.append(signum)
+            stop.set()
+
+        for sig in STOP_SIGNALS:  # the simulation stops its devices and its own broker, then exits
+            loop.add_signal_handler(sig, on_signal, sig)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[t]}"),
                       TimeElapsedColumn(), console=console, transient=False) as progress:
             task = progress.add_task(f"{lay.site.id}: starting", total=end if finite else None, t="")
@@ -104,6 +112,8 @@ def run(
         asyncio.run(main())
     except (ValueError, OSError, RuntimeError) as exc:  # a scenario that does not fit, a port in use, no mosquitto
         _fail(str(exc))
+    if stopped_by and stopped_by[0] != signal.SIGINT:
+        raise typer.Exit(exit_code(stopped_by[0]))  # stopped by a service manager or a hang-up: not a clean end
 
 
 @app.command("check")

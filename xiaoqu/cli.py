@@ -1,20 +1,22 @@
 """``xiaoqu`` — one entry point, with a sub-command per job.
 
 Each part (profiles, onboarding, edge, cloud, simulators) contributes its own Typer app; this module
-only mounts them and sets up logging. Heavy imports happen inside the commands, so ``xiaoqu profile``
-works on a gateway that has no backend dependencies installed.
+only mounts them and sets up logging. Heavy imports happen inside the commands, so ``import xiaoqu.cli``
+loads no part's packages (no psycopg, FastAPI, uvicorn, pymodbus, OpenCV): ``xiaoqu edge …`` works on a
+gateway without the backend's packages, and a command whose packages are missing says which extra to install.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import typer
 from pydantic import ValidationError
 from rich.logging import RichHandler
 
-from xiaoqu.commands import register
+from xiaoqu.commands import missing_extra_message, register
 
 app = typer.Typer(
     name="xiaoqu",
@@ -70,4 +72,11 @@ def demo(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as exc:  # a reduced install (xiaoqu[edge] or [cloud]) running another part's command
+        message = missing_extra_message(sys.argv[1:], exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        raise SystemExit(2) from None

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import secrets
 import signal
 import subprocess
@@ -34,7 +33,7 @@ from rich.table import Table
 from ruamel.yaml import YAML
 
 from contract.base import StrictModel
-from xiaoqu import demo_security, embedded
+from xiaoqu import demo_security, embedded, processes
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +69,14 @@ class Child:
     proc: subprocess.Popen[bytes]
     log: Path
 
+    @property
+    def stage(self) -> int:
+        """Stop order: gateways and simulator first, then the backend (broker and database come last)."""
+        return 0 if self.name == "sim" or self.name.startswith("edge-") else 1
+
+
+STOP_STAGES = ("gateways and simulator", "backend (serve, ingest)")
+
 
 @dataclass
 class Run:
@@ -86,14 +93,13 @@ class Run:
         cmd = [sys.executable, "-m", "xiaoqu", *args]
         with log_path.open("ab") as log:
             if wait:
-                done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.work, timeout=timeout,
-                                      check=False)
+                done = processes.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.work, timeout=timeout)
                 if done.returncode != 0:
                     tail = log_path.read_text(errors="replace")[-2000:]
                     raise DemoError(f"`xiaoqu {' '.join(args)}` failed (exit {done.returncode}); {log_path}:\n{tail}")
                 return None
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.work,
-                                    start_new_session=True)
+            # its own session (we stop it and what it started, in order) and SIGTERM if we die
+            proc = processes.spawn(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.work)
         child = Child(name, proc, log_path)
         self.children.append(child)
         return child
@@ -105,20 +111,13 @@ class Run:
                 tail = c.log.read_text(errors="replace")[-2000:]
                 raise DemoError(f"{c.name} exited with code {code}; see {c.log}:\n{tail}")
 
-    def stop_all(self) -> None:
-        for c in reversed(self.children):
-            if c.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(c.proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for c in reversed(self.children):
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                c.proc.wait(remaining)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(c.proc.pid, signal.SIGKILL)
-                c.proc.wait(5)
+    def stop_all(self, grace_s: float = 10.0) -> None:
+        """Stop every child in order (gateways and simulator, then the backend), each stage bounded."""
+        for stage, what in enumerate(STOP_STAGES):
+            procs = [c.proc for c in reversed(self.children) if c.stage == stage]
+            if any(p.poll() is None for p in procs):
+                self.console.print(f"stopping {what} …")
+            processes.stop(procs, grace_s=grace_s, group=True)
 
 
 class DemoError(RuntimeError):
@@ -268,15 +267,37 @@ def _summary(console: Console, seen: dict[str, Any]) -> None:
 
 
 def run_demo(config: DemoConfig, console: Console) -> DemoResult:
-    """Run the loop; return the exit code and what the property manager's view saw."""
+    """Run the loop; return the exit code and what the property manager's view saw.
+
+    SIGINT, SIGTERM or SIGHUP (to this process alone, as ``kill`` or a closed SSH session sends it) stops
+    everything it started, in order — gateways and simulator, then serve and ingest, then the embedded
+    broker and database — and the code is 128 + the signal (SIGINT after the summary of ``keep_running``:
+    the demo's own verdict). Every child also gets SIGTERM from the kernel if this process dies by SIGKILL.
+    """
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    with processes.StopSignals() as stop:
+        try:
+            return _run_demo(config, console, stop)
+        except processes.StopSignal as sig:
+            console.print(f"[yellow]stopped by {processes.signal_name(sig.signum)}[/yellow]: everything the demo "
+                          "started has been stopped")
+            return DemoResult(sig.code, work=config.workdir)
+
+
+def _run_demo(config: DemoConfig, console: Console, stop: processes.StopSignals) -> DemoResult:
     work_ctx = contextlib.nullcontext(config.workdir) if config.workdir else embedded.workdir()
     with work_ctx as work_path:
         assert work_path is not None
         work = Path(work_path)
         work.mkdir(parents=True, exist_ok=True)
         console.print(f"work folder (configs and logs): {work}")
-        with _services(config, work, console) as (mqtt_url, dsn):
+        try:
+            services = contextlib.ExitStack()
+            mqtt_url, dsn = services.enter_context(_services(config, work, console))
+        except embedded.EmbeddedServiceError as exc:
+            console.print(f"[red]demo stopped:[/red] {exc}")
+            return DemoResult(1, work=work)
+        with services:
             run = Run(config, work, console)
             try:
                 return _run(run, mqtt_url, dsn)
@@ -284,11 +305,15 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
                 console.print(f"[red]demo stopped:[/red] {exc}")
                 return DemoResult(1, work=work)
             finally:
+                stop.shield()  # a signal from here on must not cut the stop short
                 run.stop_all()
+                if config.mqtt_url is None or config.database_dsn is None:
+                    console.print("stopping the embedded broker and database …")
 
 
 def _run(run: Run, mqtt_url: str, dsn: str) -> DemoResult:
     config, console = run.config, run.console
+    started = datetime.now(UTC)
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -362,12 +387,24 @@ def _run(run: Run, mqtt_url: str, dsn: str) -> DemoResult:
     _summary(console, seen)
     if report.exists():
         console.print(f"simulator report (what was injected and when): {report}")
+    from cloud.report.drill import write_drill_report
+
+    drill_html = (config.workdir or Path.cwd()) / f"drill-report-{started:%Y%m%d-%H%M%S}.html"  # outlives the demo
+    try:
+        fig = write_drill_report(demo_dsn, started, drill_html, sim_report=report).figures()
+        console.print(f"fire-drill report: {drill_html.resolve()} ({fig['signals_within_limit']}/{fig['signals']} "
+                      "signals within 10 s)")
+    except (psycopg.Error, OSError, ValueError) as exc:
+        console.print(f"[yellow]no fire-drill report: {exc}[/yellow]")
     if config.keep_running:
         console.print(f"everything is still running: {api}/api/docs (manager / {password}); Ctrl-C to stop")
-        with contextlib.suppress(KeyboardInterrupt):
+        try:
             while True:
                 run.check_children()
                 time.sleep(1)
+        except processes.StopSignal as sig:
+            if sig.signum != signal.SIGINT:
+                raise  # a service manager's SIGTERM or a hang-up is not the user's Ctrl-C: non-zero
     if config.scenario is not None and "fire" in config.scenario.name:
         fire_seen = any(a.get("type") in ("fire.alarm", "smoke.alarm") for a in seen.get("alarms_final", []))
         if not fire_seen:

@@ -13,12 +13,16 @@ import logging
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from xiaoqu import processes
 
 logger = logging.getLogger(__name__)
 
@@ -34,19 +38,6 @@ def free_port() -> int:
         return port
 
 
-def _wait_port(port: int, deadline_s: float, proc: subprocess.Popen[bytes], what: str) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise EmbeddedServiceError(f"{what} exited with code {proc.returncode} while starting")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise EmbeddedServiceError(f"{what} did not listen on 127.0.0.1:{port} within {deadline_s:g}s")
-
-
 @contextlib.contextmanager
 def mosquitto(workdir: Path) -> Iterator[str]:
     """A Mosquitto on a free loopback port; yields its URL."""
@@ -57,11 +48,11 @@ def mosquitto(workdir: Path) -> Iterator[str]:
     data = workdir / "mqtt"
     data.mkdir(exist_ok=True)
     broker = MosquittoProcess(persistence=True, extra=["max_queued_messages 100000"], workdir=data)
-    try:
-        broker.start()
-    except RuntimeError as exc:
-        raise EmbeddedServiceError(f"embedded Mosquitto: {exc}") from None
-    try:
+    try:  # stopped however the block ends, a signal in the middle of the start included
+        try:
+            broker.start()
+        except RuntimeError as exc:
+            raise EmbeddedServiceError(f"embedded Mosquitto: {exc}") from None
         logger.info("embedded Mosquitto on 127.0.0.1:%d", broker.port)
         yield broker.url
     finally:
@@ -81,37 +72,58 @@ def _pg_bin(name: str) -> str:
 
 
 @contextlib.contextmanager
-def postgres(workdir: Path) -> Iterator[str]:
+def postgres(workdir: Path, *, grace_s: float = 20.0) -> Iterator[str]:
     """A throw-away PostgreSQL cluster on a free loopback port; yields its DSN.
 
-    PostgreSQL refuses to run as root, so as root the cluster belongs to the ``postgres`` user.
+    The postmaster runs in the foreground as our child (not daemonised by ``pg_ctl``), so it is ours to
+    stop: SIGINT (a fast shutdown) when the block ends, and the same signal from the kernel if this
+    process dies, even by SIGKILL — the data directory is never left locked by an orphan. PostgreSQL
+    refuses to run as root, so as root the cluster belongs to the ``postgres`` user.
     """
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    initdb, postgres_bin = _pg_bin("initdb"), _pg_bin("postgres")
     data = workdir / "pgdata"
     port = free_port()
-    run_as: list[str] = []
+    as_user: dict[str, Any] = {}
     if os.geteuid() == 0:
         try:
             pw = pwd.getpwnam("postgres")
         except KeyError:
             raise EmbeddedServiceError("running as root needs a 'postgres' user for the embedded database") from None
         os.chown(workdir, pw.pw_uid, pw.pw_gid)
-        run_as = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*run_as, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
-        check=True, capture_output=True,
-    )
-    opts = f"-p {port} -c listen_addresses=127.0.0.1 -k {workdir} -c fsync=off"
+        as_user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+    made = processes.run([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+                         capture_output=True, cwd=workdir, timeout=120, **as_user)
+    if made.returncode != 0:
+        raise EmbeddedServiceError(f"initdb failed: {made.stderr.decode(errors='replace').strip()}")
     logfile = workdir / "postgres.log"
-    started = subprocess.run([*run_as, pg_ctl, "-D", str(data), "-o", opts, "-l", str(logfile), "-w", "start"],
-                             capture_output=True, check=False)
-    if started.returncode != 0:
-        raise EmbeddedServiceError(f"embedded PostgreSQL did not start: {started.stderr.decode(errors='replace')}")
+    with logfile.open("ab") as log:
+        proc = processes.spawn(
+            [postgres_bin, "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1",
+             "-k", str(workdir), "-c", "fsync=off"],
+            death_signal=signal.SIGINT, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, **as_user,
+        )
     try:
-        logger.info("embedded PostgreSQL on 127.0.0.1:%d", port)
+        _wait_ready(data, proc, 60, logfile)
+        logger.info("embedded PostgreSQL on 127.0.0.1:%d (pid %d)", port, proc.pid)
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True, check=False)
+        processes.stop([proc], sig=signal.SIGINT, grace_s=grace_s, group=True)
+
+
+def _wait_ready(data: Path, proc: subprocess.Popen[Any], deadline_s: float, logfile: Path) -> None:
+    """Until the postmaster says "ready" in postmaster.pid (as ``pg_ctl -w`` does)."""
+    pidfile = data / "postmaster.pid"
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            tail = logfile.read_text(errors="replace")[-2000:]
+            raise EmbeddedServiceError(f"embedded PostgreSQL exited with code {proc.returncode}; {logfile}:\n{tail}")
+        with contextlib.suppress(OSError):
+            lines = pidfile.read_text().splitlines()
+            if len(lines) >= 8 and lines[7].strip() == "ready":
+                return
+        time.sleep(0.1)
+    raise EmbeddedServiceError(f"embedded PostgreSQL was not ready within {deadline_s:g}s; see {logfile}")
 
 
 @contextlib.contextmanager

@@ -6,20 +6,20 @@ import asyncio
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from device_profiles import SHIPPED_DIR, Catalog, ProfileError, UnknownProfile, load_catalog
+from device_profiles import Catalog, ProfileError, UnknownProfile, load_catalog
+from xiaoqu.output import console
 
 app = typer.Typer(no_args_is_help=True)
-out = Console()
+out = console()
 
-ProfilesOpt = typer.Option(None, "--profiles", help="Profile folder(s) to load instead of the shipped ones.")
+ProfilesOpt = typer.Option(None, "--profiles", help="Your profile folder(s) or files, added to the shipped ones.")
 
 
 def _catalog(paths: list[Path] | None) -> Catalog:
     try:
-        return load_catalog(paths or [SHIPPED_DIR])
+        return load_catalog(paths)
     except ProfileError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
@@ -74,8 +74,7 @@ def probe(
     table = Table("", "point", "label", "source", "value", "unit / reason", title=f"{prof.id} @ {report.target}")
     for r in report.results:
         mark = "[green]PASS[/green]" if r.ok else "[red]FAIL[/red]"
-        table.add_row(mark, r.name, r.label or "", r.source, "" if r.value is None else str(r.value),
-                      (r.unit or "") if r.ok else (r.error or ""))
+        table.add_row(mark, r.name, r.label or "", r.source, r.shown, (r.unit or "") if r.ok else (r.error or ""))
     out.print(table)
     failed = report.failed
     summary = f"{len(report.results) - len(failed)}/{len(report.results)} points read"

@@ -34,6 +34,8 @@ from cloud.auth.store import audit
 from cloud.dispatch import commands as cmds
 from cloud.dispatch import workorders as wo
 from cloud.dispatch.notify import Notification, Notifier
+from cloud.dispatch.validate import check_command
+from device_profiles import Catalog, load_catalog
 from device_profiles.linkage import Signal, confirming_signals
 
 log = logging.getLogger(__name__)
@@ -65,13 +67,22 @@ class DecisionEngine:
         publisher: cmds.Publisher | None = None,
         bus: ChangeBus | None = None,
         notifier: Notifier | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
+        self._catalog = catalog
         self.pool = pool
         self.rules = rules
         self.clock = clock or SystemClock()
         self.publisher = publisher
         self.bus = bus or ChangeBus()
         self.notifier = notifier or Notifier()
+
+    @property
+    def catalog(self) -> Catalog:
+        """The device profiles commands are checked against (the shipped ones unless given)."""
+        if self._catalog is None:
+            self._catalog = load_catalog()
+        return self._catalog
 
     # ------------------------------------------------------------------ entry points
 
@@ -738,14 +749,20 @@ class DecisionEngine:
         args: dict[str, Any],
         actor: str,
         ack_timeout: timedelta = timedelta(seconds=10),
-        retry_safe: bool = False,
+        retry_safe: bool | None = None,
         max_attempts: int = 1,
     ) -> UUID:
-        """Queue a manual command (API) in ``conn``'s transaction; call :meth:`send` after commit."""
-        cur = await conn.execute("SELECT site_id, gateway_id FROM devices WHERE id = %s", (device_id,))
+        """Queue a manual command (API) in ``conn``'s transaction; call :meth:`send` after commit.
+
+        Checked against the device's profile first (:class:`cloud.dispatch.validate.CommandRefused`);
+        ``retry_safe`` defaults to the profile command's ``safe_to_retry``."""
+        cur = await conn.execute("SELECT site_id, gateway_id, profile_id FROM devices WHERE id = %s", (device_id,))
         row = await cur.fetchone()
         if row is None or row[1] is None:
             raise LookupError(f"device {device_id!r} is not registered to a gateway")
+        spec = check_command(self.catalog, row[2], command, args)
+        if retry_safe is None:
+            retry_safe = spec.safe_to_retry if spec is not None else False
         return await cmds.queue_command(
             conn,
             site_id=row[0],

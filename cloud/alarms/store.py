@@ -75,6 +75,24 @@ async def timeline(
     )
 
 
+SHOWN = "shown"
+"""Timeline kind: when the raise of an alarm was first pushed to a console (the WebSocket), and to whom."""
+
+
+async def note_shown(conn: AsyncConnection[Any], alarm_id: int, ts: datetime, actor: str) -> bool:
+    """Record the first time an alarm's raise reached a console (once per alarm); True when this was the first.
+    The fire-drill report measures "shown on the console" from it. Two consoles pushed at once: the alarm row
+    lock makes the second wait and then see the first's entry."""
+    async with conn.transaction():
+        await conn.execute("SELECT 1 FROM alarms WHERE id = %s FOR NO KEY UPDATE", (alarm_id,))
+        cur = await conn.execute(
+            "INSERT INTO alarm_timeline (alarm_id, ts, kind, actor, detail) SELECT %s, %s, %s, %s, '{}'::jsonb "
+            "WHERE NOT EXISTS (SELECT 1 FROM alarm_timeline WHERE alarm_id = %s AND kind = %s)",
+            (alarm_id, ts, SHOWN, actor, alarm_id, SHOWN),
+        )
+        return cur.rowcount == 1
+
+
 async def raise_alarm(
     conn: AsyncConnection[Any],
     *,

@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from cloud.api.deps import AppState
 from cloud.api.hardening import HardeningMiddleware
-from cloud.api.routers import alarms, audit, auth, commands, evidence, orders, sites, ws
+from cloud.api.routers import alarms, audit, auth, commands, console, evidence, orders, sites, ws
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -37,8 +37,9 @@ def create_app(state: AppState) -> FastAPI:
         reason = exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)
         return JSONResponse({"detail": f"invalid value: {reason}"}, status_code=422)
 
-    for module in (auth, sites, alarms, commands, orders, audit, evidence, ws):
+    for module in (auth, sites, alarms, commands, orders, audit, evidence, ws, console):
         app.include_router(module.router)
+    app.include_router(console.pages)  # /install, /sound/alarm.wav (the console's own, not API)
 
     @app.get("/api/health", tags=["health"], summary="Liveness")
     async def health() -> dict[str, str]:

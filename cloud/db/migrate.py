@@ -69,6 +69,7 @@ MIGRATIONS: list[Migration] = [
     Migration(110, "alarms, timeline, incidents, suppression windows", Path("alarms/migrations/110_alarms.sql")),
     Migration(111, "one active alarm per device and key", Path("alarms/migrations/111_alarm_keys.sql")),
     Migration(120, "commands, work orders, roster, notifications", Path("dispatch/migrations/120_dispatch.sql")),
+    Migration(160, "console: site time zone and layout, relayed changes", Path("web/migrations/160_console.sql")),
 ]
 
 

@@ -38,6 +38,7 @@ from cloud.ingest.config import IngestConfig
 from cloud.ingest.maintenance import Maintenance
 from cloud.ingest.store import BatchWriter, CommittedBatch, Inbound, PartitionCache
 from contract.topics import TopicKind, shared_filter, uplink_filter
+from xiaoqu import processes
 
 log = logging.getLogger(__name__)
 
@@ -320,37 +321,47 @@ class IngestWorker:
 
 # -- several worker processes -------------------------------------------------------------------------
 def _worker_main(db_json: str, cfg_json: str, index: int) -> None:
+    processes.die_with_parent()  # SIGTERM (an orderly stop) if the supervisor dies, even by SIGKILL
     logging.basicConfig(level=logging.INFO, format=f"ingest-{index} %(name)s: %(message)s")
     worker = IngestWorker(
         DatabaseConfig.model_validate_json(db_json), IngestConfig.model_validate_json(cfg_json), index=index
     )
-    signal.signal(signal.SIGTERM, lambda *_: worker._stop.set())
-    signal.signal(signal.SIGINT, lambda *_: worker._stop.set())
+    for sig in processes.STOP_SIGNALS:
+        signal.signal(sig, lambda *_: worker._stop.set())
     worker.run()
 
 
-def run_workers(db: DatabaseConfig, config: IngestConfig, workers: int, first_index: int = 0) -> None:
-    """Run ``workers`` worker processes (indexes first_index…) until SIGTERM / SIGINT."""
+def run_workers(db: DatabaseConfig, config: IngestConfig, workers: int, first_index: int = 0) -> int | None:
+    """Run ``workers`` worker processes (indexes first_index…) until SIGINT, SIGTERM or SIGHUP.
+
+    Several workers are child processes: a stop signal stops them all (bounded: SIGKILL after 20 s), and
+    they stop by themselves if this process dies. Returns the signal that ended the run (None: they ended)."""
     if workers == 1:
         worker = IngestWorker(db, config, index=first_index)
-        signal.signal(signal.SIGTERM, lambda *_: worker._stop.set())
-        signal.signal(signal.SIGINT, lambda *_: worker._stop.set())
+        received: list[int] = []
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            received.append(signum)
+            worker._stop.set()
+
+        for sig in processes.STOP_SIGNALS:
+            signal.signal(sig, on_signal)
         worker.run()
-        return
+        return received[0] if received else None
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(target=_worker_main, args=(db.model_dump_json(), config.model_dump_json(), first_index + i))
         for i in range(workers)
     ]
-    for p in procs:
-        p.start()
-
-    def forward(signum: int, _frame: Any) -> None:
-        for p in procs:
-            if p.pid is not None and p.is_alive():
-                p.terminate()
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for p in procs:
-        p.join()
+    with processes.StopSignals() as stop:
+        try:
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+        except processes.StopSignal:
+            pass
+        finally:
+            stop.shield()
+            processes.stop(procs, grace_s=20)
+    return stop.received

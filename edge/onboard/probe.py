@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from contract.messages import Scalar
-from device_profiles import CompiledProfile, Profile
+from device_profiles import CompiledProfile, ConcretePoint, Profile
 from device_profiles.mqtt_mapping import Missing, PathError, extract_scalar, fill_topic
 from device_profiles.read_plan import PointReading, ReadBlock, decode_block, plan_reads
 
@@ -36,6 +36,8 @@ class PointResult:
     value: Scalar | None
     unit: str | None
     error: str | None
+    shown: str = ""
+    """The value as the installer reads it (at the point's precision)."""
 
     @property
     def ok(self) -> bool:
@@ -59,17 +61,15 @@ class ProbeReport:
         return [r for r in self.results if not r.ok]
 
 
-def _source(reading: PointReading) -> str:
-    reg = reading.point.register
-    if reg is None:
-        return ""
-    bit = f".{reg.bit}" if reg.bit is not None else ""
-    return f"{reg.table} {reg.address}{bit}"
+def point_result(p: ConcretePoint, source: str, value: Scalar | None, error: str | None) -> PointResult:
+    """One point's verdict: an error, or a value outside the point's plausible range, is a FAIL with the reason."""
+    if error is None:
+        error = p.implausible(value)
+    return PointResult(p.name, p.label, source, value, p.unit, error, p.display(value))
 
 
 def _result(reading: PointReading) -> PointResult:
-    p = reading.point
-    return PointResult(p.name, p.label, _source(reading), reading.value, p.unit, reading.error)
+    return point_result(reading.point, reading.point.source, reading.value, reading.error)
 
 
 async def probe_modbus(
@@ -187,5 +187,5 @@ async def probe_mqtt(profile: Profile, url: str, device_id: str, window_s: float
                 error = f"payload on {topic} is not JSON: {exc}"
             except (Missing, PathError) as exc:
                 error = f"nothing at {p.mqtt.path} in the payload on {topic} ({exc})"
-        report.results.append(PointResult(p.name, p.label, f"{topic} {p.mqtt.path}", value, p.unit, error))
+        report.results.append(point_result(p, f"{topic} {p.mqtt.path}", value, error))
     return report

@@ -160,9 +160,10 @@ class DeviceRules:
         good = {k: v for k, v in self.values.items() if self.quality.get(k) == "good"}
         for t in self.tracker.update(good, self.clock.monotonic()):
             e = t.event
+            detail = {**e.detail, **self.profile.readings_detail(e, good)} if e.readings else e.detail
             self.emitter.event(
                 self.device_id, e.type, key=e.key, severity=e.severity, active=t.active, life_safety=e.life_safety,
-                ts=ts or self.clock.now(), detail=e.detail, location=self.location_of(e, e.detail),
+                ts=ts or self.clock.now(), detail=detail, location=self.location_of(e, e.detail),
             )
 
     def location_of(self, event: ConcreteEvent, detail: Mapping[str, Scalar]) -> Location | None:
@@ -203,7 +204,8 @@ class DeviceRules:
 
     def momentary(self, event: ConcreteEvent, detail: Mapping[str, Scalar], ts: datetime | None = None) -> None:
         """A momentary event (MQTT ``on_message``): raised once, never cleared."""
-        merged = {**event.detail, **detail}
+        good = {k: v for k, v in self.values.items() if self.quality.get(k) == "good"}
+        merged = {**event.detail, **self.profile.readings_detail(event, good), **detail}
         self.emitter.event(
             self.device_id, event.type, key=event.key, severity=event.severity, active=True,
             life_safety=event.life_safety, ts=ts or self.clock.now(), detail=merged,

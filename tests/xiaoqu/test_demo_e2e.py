@@ -30,7 +30,8 @@ steps:
 """
 
 
-def test_fire_drill_through_the_whole_loop(tmp_path: Path) -> None:
+def test_fire_drill_through_the_whole_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the demo's fire-drill report is written to the current folder
     scenario = tmp_path / "mini_fire_drill.yaml"
     scenario.write_text(SCENARIO, encoding="utf-8")
     config = DemoConfig(
@@ -58,3 +59,7 @@ def test_fire_drill_through_the_whole_loop(tmp_path: Path) -> None:
     assert outcomes.get(("fire_recall", "b1-el2")) == "succeeded"
     # How fast (GB/T 26875.1 asks for 10 s) is measured by the demo and bench/alarm_latency.py, not asserted here.
     assert set(result.seen["first_push_s"]) >= {"smoke.alarm", "fire.alarm"}
+    # The demo ends with the fire-drill report, built from the backend's records and the simulator's report.
+    (page,) = [p.read_text(encoding="utf-8") for p in tmp_path.glob("drill-report-*.html")]
+    assert "<svg" in page and "fire.alarm#2" in page and "b1-f2-sd1" in page and "scenario.yaml" in page
+    assert "fire_recall" in page and "b1-el1" in page

@@ -13,6 +13,7 @@ from pydantic import Field
 from cloud.alarms.store import to_json
 from cloud.api.deps import Conn, GridScope, Scope, State, not_found, require
 from cloud.auth.security import Principal
+from cloud.dispatch.validate import CommandRefused
 from contract.base import StrictModel
 
 router = APIRouter(prefix="/api/commands", tags=["commands"])
@@ -23,7 +24,8 @@ class CommandIn(StrictModel):
     command: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     args: dict[str, bool | int | float | str] = Field(default_factory=dict)
     ack_timeout_s: float = Field(default=10.0, gt=0, le=600)
-    retry_safe: bool = Field(default=False, description="idempotent on the device: may be re-sent on no answer")
+    retry_safe: bool | None = Field(
+        default=None, description="may be re-sent on no answer; default: the profile command's safe_to_retry")
     max_attempts: int = Field(default=1, ge=1, le=10)
 
 
@@ -45,6 +47,9 @@ async def issue(
             )
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    except CommandRefused as exc:  # refused at once, with the field and what is allowed (no gateway round trip)
+        detail = [{"loc": ["body", *exc.field], "msg": str(exc), "type": "command_refused", "ctx": exc.ctx}]
+        raise HTTPException(422, detail) from None
     await state.engine.send([cid])
     return await get_command(cid, conn, Scope(None, None), user)
 

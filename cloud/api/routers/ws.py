@@ -7,14 +7,26 @@ import contextlib
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
+from psycopg_pool import PoolTimeout
 
+from cloud.alarms.store import note_shown
 from cloud.api.deps import AppState, scope_for
 from cloud.auth.roles import allowed, is_grid_scoped
 from cloud.auth.security import TokenError, decode_token
 
 router = APIRouter(tags=["stream"])
 log = logging.getLogger(__name__)
+
+
+async def _note_shown(state: AppState, change: dict[str, Any], username: str) -> None:
+    """The first push of an alarm's raise to a console goes into its timeline (the drill report's "shown")."""
+    try:
+        async with state.pool.connection() as conn:
+            await note_shown(conn, int(change["id"]), state.clock.now(), username)
+    except (psycopg.Error, PoolTimeout) as exc:
+        log.warning("alarm %s: the time it was shown could not be recorded: %s", change.get("id"), exc)
 
 
 @router.websocket("/api/ws")
@@ -46,6 +58,8 @@ async def stream(ws: WebSocket, token: str) -> None:
             change = await queue.get()
             if visible(change):
                 await ws.send_json(change)
+                if change["kind"] == "alarm" and change.get("op") == "raised":
+                    await _note_shown(state, change, user.username)
 
     sender = asyncio.create_task(pump())
     try:
