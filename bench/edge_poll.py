@@ -95,6 +95,8 @@ def start_servers(n: int) -> tuple[subprocess.Popen[str], list[int]]:
 # ------------------------------------------------------------------ measurements
 
 class CountingOutbox:
+    epoch = 1
+
     def __init__(self) -> None:
         self.seq = 0
         self.messages = 0

@@ -27,10 +27,11 @@ from cloud.api.app import create_app
 from cloud.api.config import ApiConfig
 from cloud.api.deps import AppState
 from cloud.db import DatabaseConfig
-from cloud.dispatch.commands import Publisher
+from cloud.dispatch.commands import CommandTimeouts, Publisher
 from cloud.dispatch.mqtt import MqttConfig, MqttPublisher
 from cloud.dispatch.notify import ChannelConfig, LogConfig, Notifier, build_channel
 from contract.base import StrictModel
+from device_profiles import load_catalog
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,9 @@ class ServeConfig(StrictModel):
     mqtt: MqttConfig = MqttConfig()
     api: ApiConfig
     rules: Path | None = Field(default=None, description="rules YAML; the shipped cloud/alarms/rules.yaml if unset")
+    profiles: list[Path] | None = Field(
+        default=None, description="device profile folders (the commands' timeouts); the shipped profiles if unset"
+    )
     notifications: list[ChannelConfig] = Field(default_factory=lambda: _default_channels())
     timer_interval_s: float = Field(default=1.0, gt=0)
 
@@ -95,8 +99,11 @@ class Backend:
             await asyncio.to_thread(self._own_mqtt.start)
             publisher = self._own_mqtt
         notifier = Notifier([build_channel(c) for c in self.config.notifications])
+        # One catalog (shipped profiles plus the configured folders) for command checks and their timeouts.
+        catalog = load_catalog(self.config.profiles)
         self.engine = DecisionEngine(
-            self.pool, self.rules, clock=self.clock, publisher=publisher, bus=self.bus, notifier=notifier
+            self.pool, self.rules, clock=self.clock, publisher=publisher, bus=self.bus, notifier=notifier,
+            catalog=catalog, command_timeouts=CommandTimeouts(catalog),
         )
         app = create_app(AppState(self.config.api, self.pool, self.engine, self.bus, self.clock))
         self.server = uvicorn.Server(

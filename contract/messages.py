@@ -155,7 +155,9 @@ class Command(Envelope):
     origin: str | None = Field(default=None, description="who or what issued it, for the audit log")
 
 
-CommandStatus = Literal["succeeded", "failed", "timed_out", "rejected", "expired"]
+CommandStatus = Literal["succeeded", "failed", "timed_out", "rejected", "expired", "refused"]
+"""``rejected``: the gateway refused it (unknown device/command, bad arguments); ``refused``: the device
+answered that it will not do it (e.g. a valve that stays shut while its gas alarm is active)."""
 
 
 class CommandAck(Envelope):

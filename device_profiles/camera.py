@@ -8,7 +8,7 @@ bottom-right, so a profile does not depend on the stream's resolution.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -54,18 +54,23 @@ class SourceSpec(_Strict):
 
 
 class DetectorSpec(_Strict):
-    """An ONNX object detector. ``model`` is a path; ``builtin:person`` names the shipped person model."""
+    """An ONNX object detector. ``model`` is a path; ``builtin:person`` names the shipped person model,
+    ``builtin:nanodet`` the shipped COCO-80 NanoDet (kind ``onnx_nanodet``)."""
 
-    kind: Literal["onnx_ssd", "onnx_yolo"] = "onnx_ssd"
+    kind: Literal["onnx_ssd", "onnx_yolo", "onnx_nanodet"] = "onnx_ssd"
     model: str = "builtin:person"
     input_size: tuple[int, int] | None = Field(
         default=(300, 300), description="(width, height) fed to the model; None = the model's own / the frame's"
     )
     labels: dict[int, str] = Field(
         default_factory=lambda: {1: "person"},
-        description="class id -> label (SSD: the model's class ids; YOLO: 0-based column index)",
+        description="class id -> label (SSD: the model's class ids; YOLO, NanoDet: 0-based column index); "
+        "classes not listed are not reported",
     )
-    score_threshold: float = Field(default=0.45, ge=0, le=1)
+    score_threshold: float = Field(default=0.45, ge=0, le=1, description="for labels without class_thresholds")
+    class_thresholds: dict[str, float] = Field(
+        default_factory=dict, description="label -> score threshold, overriding score_threshold for that label"
+    )
     nms_iou: float = Field(default=0.45, gt=0, le=1)
     yolo_objectness: bool = Field(default=False, description="YOLO output rows carry an objectness column (v5/X)")
     intra_op_threads: int = Field(default=1, ge=1, le=16)
@@ -73,11 +78,33 @@ class DetectorSpec(_Strict):
         default="thread", description="where inference runs: a worker thread (ORT releases the GIL) or a process"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nanodet_size_from_model(cls, data: Any) -> Any:
+        # NanoDet exports have a fixed input: unless given, take the model's (not the SSD default 300x300)
+        if isinstance(data, dict) and data.get("kind") == "onnx_nanodet" and "input_size" not in data:
+            return {**data, "input_size": None}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> DetectorSpec:
         if not self.labels:
             raise ValueError("detector.labels must name at least one class")
+        unknown = sorted(set(self.class_thresholds) - set(self.labels.values()))
+        if unknown:
+            raise ValueError(f"detector.class_thresholds name labels not in detector.labels: {', '.join(unknown)}")
+        bad = {k: v for k, v in self.class_thresholds.items() if not 0.0 <= v <= 1.0}
+        if bad:
+            raise ValueError(f"detector.class_thresholds must be in [0, 1]: {bad}")
         return self
+
+    def threshold_for(self, label: str) -> float:
+        """The score a detection of ``label`` needs."""
+        return self.class_thresholds.get(label, self.score_threshold)
+
+    def min_threshold(self) -> float:
+        """The lowest threshold of any label (the candidate filter before per-class thresholds)."""
+        return min([self.score_threshold, *self.class_thresholds.values()])
 
 
 class GateSpec(_Strict):
@@ -124,14 +151,22 @@ class _RuleBase(_Strict):
 
 
 class FireLaneRule(_RuleBase):
-    """Anything parked in the lane longer than ``dwell_s`` -> one alarm; cleared after ``clear_s`` free."""
+    """A vehicle (by class) stationary in the lane longer than ``dwell_s`` -> one alarm naming its class;
+    anything else parked there (unknown to the detector) by occupancy, reported as unclassified.
+    Cleared after ``clear_s`` free."""
 
     kind: Literal["fire_lane_blockage"] = "fire_lane_blockage"
     severity: Severity = "major"
     min_area: float = Field(default=0.08, gt=0, le=1, description="occupied fraction of the lane that counts")
     obstruction_labels: list[str] = Field(
-        default_factory=lambda: ["car", "truck", "bus", "motorcycle", "bicycle", "ebike", "box"],
-        description="detector labels that are obstructions (when the model knows them)",
+        default_factory=lambda: ["car", "truck", "bus", "motorcycle", "ebike"],
+        description="detector labels that are vehicles / obstructions (when the model knows them)",
+    )
+    still_s: float = Field(
+        default=3.0, ge=0, description="a vehicle counts once it has not moved for this long (driving through does not)"
+    )
+    occupancy_fallback: bool = Field(
+        default=True, description="also alarm on class-agnostic occupancy (objects the detector does not know)"
     )
     ignore_labels: list[str] = Field(
         default_factory=lambda: ["person"], description="labels masked out of the occupancy (people walking through)"
@@ -147,6 +182,9 @@ class EbikeInElevatorRule(_RuleBase):
     dwell_s: float = Field(default=2.0, ge=0)
     clear_s: float = Field(default=5.0, ge=0)
     labels: list[str] = Field(default_factory=lambda: ["bicycle", "motorcycle", "ebike"])
+    min_frames: int = Field(
+        default=3, ge=1, description="detection mode: analysed frames a bike track must have before it counts"
+    )
     min_area: float = Field(
         default=0.12, gt=0, le=1, description="occupancy fallback: fraction of the car floor zone a large object fills"
     )

@@ -107,8 +107,9 @@ def render_modbus(command: CommandSpec, args: Mapping[str, Scalar],
 
 
 def render_mqtt(command: CommandSpec, args: Mapping[str, Scalar], *, prefix: str, device_id: str,
-                command_id: str) -> Publish:
-    """The MQTT publish for a validated command; ``{command_id}`` correlates the device's answer."""
+                command_id: Scalar) -> Publish:
+    """The MQTT publish for a validated command; ``{command_id}`` (the backend's UUID, or the device-side id
+    the gateway generated for it, typed: an integer stays a JSON number) correlates the device's answer."""
     assert command.mqtt is not None
     values: dict[str, Scalar] = {**args, "command_id": command_id}
     topic = fill_topic(command.mqtt.topic, prefix=prefix, device_id=device_id)

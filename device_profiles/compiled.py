@@ -23,6 +23,7 @@ from device_profiles.schema import (
     RegisterSpec,
     Repeat,
 )
+from device_profiles.values import PointType, convert
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ class ConcretePoint:
     register: RegisterSpec | None
     mqtt: MqttPointSpec | None
     unit: str | None
-    enum: dict[int, str] | None
+    enum: dict[int | str, str] | None
     access: str
     deadband: float | None
     byte_order: ByteOrder = "big"
@@ -93,6 +94,18 @@ class ConcretePoint:
         if self.mqtt is not None:
             return f"{self.mqtt.topic} {self.mqtt.path}"
         return ""
+    type: PointType | None = None
+
+    def convert(self, raw: Scalar) -> Scalar:
+        """The raw value (MQTT JSON value, or a register's decoded number) as this point's type; raise
+        :class:`device_profiles.values.ConversionError` with the reason when it does not convert."""
+        scale, offset = (self.mqtt.scale, self.mqtt.offset) if self.mqtt is not None else (1.0, 0.0)
+        return convert(raw, self.type, enum=self.enum, scale=scale, offset=offset)
+
+    @property
+    def register_enum(self) -> dict[int, str] | None:
+        """The enum of a register point (integer keys, checked at load)."""
+        return None if self.enum is None else {int(k): v for k, v in self.enum.items()}
 
     @property
     def span(self) -> tuple[int, int]:
@@ -179,11 +192,12 @@ class CompiledProfile:
                     mq = mq.model_copy(update={"topic": _subst(mq.topic, n), "path": _subst(mq.path, n)})
                 out.append(
                     ConcretePoint(
-                        name=_subst(p.name, n), label=p.label, register=reg, mqtt=mq, unit=p.unit, enum=p.enum,
+                        name=_subst(p.name, n), label=_subst(p.label, n) if p.label else None, register=reg,
+                        mqtt=mq, unit=p.unit, enum=p.enum,
                         access=p.access, deadband=p.deadband,
                         byte_order=(reg.byte_order if reg and reg.byte_order else (mb.byte_order if mb else "big")),
                         word_order=(reg.word_order if reg and reg.word_order else (mb.word_order if mb else "big")),
-                        n=n, range=p.range, precision=p.precision,
+                        n=n, range=p.range, precision=p.precision, type=p.type,
                     )
                 )
         return out
@@ -206,7 +220,8 @@ class CompiledProfile:
                 out.append(
                     ConcreteEvent(
                         key=e.key_for(n),
-                        type=e.type, label=e.label, severity=e.severity, life_safety=e.life_safety,
+                        type=e.type, label=_subst(e.label, n) if e.label else None, severity=e.severity,
+                        life_safety=e.life_safety,
                         when=substitute_condition(e.when, n) if e.when else None,
                         clear=substitute_condition(e.clear, n) if e.clear else None,
                         for_s=e.for_s, clear_for_s=e.clear_for_s, on_message=e.on_message, detail=detail, n=n,

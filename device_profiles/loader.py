@@ -18,6 +18,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.reader import ReaderError
 
+from device_profiles.compiled import CompiledProfile
+from device_profiles.examples import run_examples
 from device_profiles.schema import LocatedError, Profile
 
 logger = logging.getLogger(__name__)
@@ -157,9 +159,18 @@ def load_profile(path: Path, display: str | None = None) -> Profile:
     if not isinstance(data, CommentedMap):
         raise ProfileError([Issue(name, 1, "", "a profile must be a YAML mapping")])
     try:
-        return Profile.model_validate(data)
+        profile = Profile.model_validate(data)
     except ValidationError as exc:
         raise ProfileError(validation_issues(exc, data, name)) from None
+    if profile.examples:
+        problems = run_examples(CompiledProfile(profile))
+        if problems:
+            raise ProfileError([
+                Issue(name, line_of(data, "examples", p.index, *p.path), format_path(["examples", p.index, *p.path]),
+                      f"example {profile.examples[p.index].name!r}: {p.message}")
+                for p in problems
+            ])
+    return profile
 
 
 def iter_profile_files(paths: Iterable[Path]) -> Iterator[Path]:

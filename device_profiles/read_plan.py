@@ -14,6 +14,7 @@ from contract.messages import Scalar
 from device_profiles import modbus_codec
 from device_profiles.compiled import ConcretePoint
 from device_profiles.schema import ModbusSettings
+from device_profiles.values import ConversionError
 
 TABLE_ORDER = ("coil", "discrete_input", "holding", "input")
 
@@ -81,6 +82,8 @@ class PointReading:
     point: ConcretePoint
     value: Scalar | None
     error: str | None = None
+    raw: Scalar | None = None
+    """The decoded raw value when it did not convert to the point's type (``error`` says why)."""
 
 
 def decode_block(block: ReadBlock, words: Sequence[int] | Sequence[bool]) -> list[PointReading]:
@@ -94,9 +97,14 @@ def decode_block(block: ReadBlock, words: Sequence[int] | Sequence[bool]) -> lis
         offset = p.register.address - block.start
         chunk = words[offset : offset + p.register.count]
         try:
-            value = modbus_codec.decode(p.register, chunk, p.byte_order, p.word_order, p.enum)
+            raw = modbus_codec.decode(p.register, chunk, p.byte_order, p.word_order)
         except modbus_codec.CodecError as exc:
             out.append(PointReading(p, None, f"decode error: {exc}"))
+            continue
+        try:
+            value = p.convert(raw)
+        except ConversionError as exc:
+            out.append(PointReading(p, None, str(exc), raw=raw))
             continue
         out.append(PointReading(p, value))
     return out

@@ -13,18 +13,22 @@ at 30100 + n".
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from contract.base import StrictModel
 from contract.messages import Scalar, Severity
 from device_profiles.camera import CameraSpec
+from device_profiles.mqtt_mapping import check_path
+from device_profiles.values import PointType
 
 ProfileId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 PointName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\{n\})?[a-z0-9_]*(\.[a-z0-9_{}]+)*$")]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")]
 CommandName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+JsonPath = Annotated[str, AfterValidator(check_path)]
+"""An RFC 9535 JSONPath query, compiled when the profile is loaded (``$.data[?@.k=='gas'].v``)."""
 EventKeyTemplate = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:#@/{}-]{1,120}$")]
 """An event row's explicit key; ``{n}`` is replaced by the instance (``elevator.entrapment.between_floors``)."""
 
@@ -93,7 +97,9 @@ class RegisterSpec(StrictModel):
 
 class MqttPointSpec(StrictModel):
     topic: str = Field(description="topic template; {prefix} and {device_id} are filled in")
-    path: str = Field(description="JSON path into the payload, e.g. $.battery or $.radio.rssi")
+    path: JsonPath = Field(description="RFC 9535 JSONPath into the payload, e.g. $.battery or $.data[?@.k=='gas'].v")
+    scale: float = Field(default=1.0, description="engineering value = raw number × scale + offset")
+    offset: float = 0.0
 
 
 class PlausibleRange(StrictModel):
@@ -118,7 +124,13 @@ class Point(StrictModel):
     reg: RegisterSpec | None = Field(default=None, alias="register")
     mqtt: MqttPointSpec | None = None
     unit: str | None = None
-    enum: dict[int, str] | None = Field(default=None, description="raw value → state name")
+    type: PointType | None = Field(
+        default=None, description="float | int | bool | string | enum: what the raw value (number, numeric string, "
+        "register) is converted to; unset = as the device sends it (Modbus: as the register decodes)"
+    )
+    enum: dict[int | str, str] | None = Field(
+        default=None, description="raw value (integer or string key) → state name"
+    )
     access: Literal["r", "rw"] = "r"
     deadband: float | None = Field(default=None, ge=0, description="report by exception beyond this change")
     range: PlausibleRange | None = Field(default=None, description="plausible values (engineering units); the probe "
@@ -134,6 +146,12 @@ class Point(StrictModel):
             raise ValueError("a repeated point's name must contain {n}")
         if self.enum is not None and self.reg is not None and self.reg.type.startswith("float"):
             raise ValueError("enum needs an integer type")
+        if self.enum is not None and self.reg is not None and not all(isinstance(k, int) for k in self.enum):
+            raise ValueError("a register point's enum keys are the register's integer values")
+        if self.type == "enum" and not self.enum:
+            raise ValueError("type enum needs an enum map (raw value → state name)")
+        if self.enum is not None and self.type not in (None, "enum"):
+            raise ValueError(f"an enum map makes the point's type enum, not {self.type}")
         return self
 
 
@@ -191,9 +209,9 @@ class MessageMatch(StrictModel):
     """A momentary event raised by an MQTT message: ``{topic, where: {path, eq}}``."""
 
     topic: str
-    path: str | None = Field(default=None, description="JSON path of the field to test")
+    path: JsonPath | None = Field(default=None, description="JSON path of the field to test")
     eq: Scalar | None = None
-    detail: dict[str, str] = Field(default_factory=dict, description="detail key → JSON path in the message")
+    detail: dict[str, JsonPath] = Field(default_factory=dict, description="detail key → JSON path in the message")
 
 
 class EventSpec(StrictModel):
@@ -307,24 +325,91 @@ class ModbusSettings(StrictModel):
     poll_interval_s: float = Field(default=1.0, gt=0, le=3600)
 
 
+DeviceOutcome = Literal["succeeded", "failed", "refused"]
+
+
+class ResultCode(StrictModel):
+    """What one of the device's result codes means."""
+
+    status: DeviceOutcome
+    reason: str | None = Field(default=None, description="reason recorded when the device sends none")
+
+
 class CommandResultSpec(StrictModel):
-    """How an MQTT device answers a command: the topic and where the correlation id and outcome sit."""
+    """How an MQTT device answers a command: the topic, where the correlation id sits and how the answer maps
+    to an outcome — ``ok_path`` (true = succeeded) or a result code (``result_path`` + ``results``)."""
 
     topic: str
-    id_path: str = "$.id"
-    ok_path: str = "$.ok"
-    reason_path: str | None = "$.reason"
+    id_path: JsonPath = "$.id"
+    ok_path: JsonPath = "$.ok"
+    result_path: JsonPath | None = Field(default=None, description="the device's result code, e.g. $.ret")
+    results: dict[int | str, ResultCode] = Field(
+        default_factory=dict, description="result code → outcome; a code not listed is failed"
+    )
+    reason_path: JsonPath | None = "$.reason"
+
+    @model_validator(mode="after")
+    def _codes(self) -> CommandResultSpec:
+        if (self.result_path is None) != (not self.results):
+            raise ValueError("result_path and results go together (the code's path and what each code means)")
+        return self
+
+
+class TopicTimestamp(StrictModel):
+    """Where a topic's messages carry the device's own observation time."""
+
+    topic: str
+    path: JsonPath = Field(description="JSON path of the time stamp, e.g. $.ts")
+    unit: Literal["ms", "s", "iso"] = Field(description="ms / s since 1970 (UTC), or an ISO 8601 text")
+    max_skew_s: float = Field(
+        default=300.0, gt=0, description="outside this window around the gateway clock the gateway's time is "
+        "used instead and the device is flagged (device.clock_skew)"
+    )
 
 
 class MqttSettings(StrictModel):
     prefix: str = Field(default="xqdev/{device_id}", description="topic prefix for this device")
     status_topic: str | None = Field(default="{prefix}/status", description="retained online/offline + LWT")
     command_result: CommandResultSpec | None = None
+    command_id: Literal["uuid", "uint16", "uint32", "string"] = Field(
+        default="uuid", description="what '{command_id}' is on the wire: the backend's UUID, or an id the gateway "
+        "generates per device (uint16/uint32 counters, or 'string': 8 hex digits) and maps back to the UUID"
+    )
+    timestamps: list[TopicTimestamp] = Field(default_factory=list, description="device time stamps, per topic")
 
 
 class Heartbeat(StrictModel):
     offline_after_s: float = Field(gt=0, le=86_400, description="no answer/message this long → offline")
     topic: str | None = Field(default=None, description="MQTT heartbeat topic (any message on it counts)")
+
+
+class ExampleExpect(StrictModel):
+    values: dict[str, Scalar] = Field(default_factory=dict, description="point → the typed value it must decode to")
+    bad: list[str] = Field(default_factory=list, description="points whose value must NOT convert (quality bad)")
+    events: list[str] | None = Field(
+        default=None, description="event types active on this sample alone (all of them); unset = not checked"
+    )
+
+
+class Example(StrictModel):
+    """A sample the device sends (a datasheet's example) and what it must decode to; run by the loader, so
+    ``profile validate`` fails on a wrong path, type or enum before the device is in the field."""
+
+    name: str
+    topic: str | None = Field(default=None, description="MQTT: the topic template, e.g. '{prefix}/up'")
+    payload: dict[str, Any] | str | None = Field(default=None, description="MQTT: the JSON payload (object or text)")
+    registers: dict[Table, dict[int, list[int]]] | None = Field(
+        default=None, description="Modbus: table → start address → register (or bit) values"
+    )
+    expect: ExampleExpect
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Example:
+        if (self.payload is None) == (self.registers is None):
+            raise ValueError("an example has either topic + payload (MQTT) or registers (Modbus)")
+        if self.payload is not None and self.topic is None:
+            raise ValueError("an MQTT example needs the topic it arrives on")
+        return self
 
 
 Protocol = Literal["modbus_tcp", "modbus_rtu", "mqtt", "camera"]
@@ -344,6 +429,7 @@ class Profile(StrictModel):
     events: list[EventSpec] = Field(default_factory=list)
     commands: list[CommandSpec] = Field(default_factory=list)
     heartbeat: Heartbeat | None = None
+    examples: list[Example] = Field(default_factory=list, description="samples and what they must decode to")
 
     @model_validator(mode="after")
     def _protocol_matches(self) -> Profile:

@@ -164,6 +164,7 @@ class GatewayAgent:
                                 username=self.config.uplink.username if same else None,
                                 password=self.config.uplink.password if same else None)
             self.bridges.append(bridge)
+            bridge.on_late_result = lambda dev, cid, out: self.commands.late_result(dev, cid, out.status, out.reason)
             for b in bridged:
                 self.executor.add(b.device_id, b.profile, MqttTarget(bridge))
 
@@ -213,7 +214,8 @@ class GatewayAgent:
     def birth(self) -> GatewayState:
         devices = [DeviceInfo(device=d.id, profile=d.profile, location=d.location, name=d.name)
                    for d in self.config.devices]
-        return GatewayState(gw=self.config.gateway_id, seq=self.outbox.next_seq(), ts=self.clock.now(),
+        return GatewayState(gw=self.config.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(),
+                            ts=self.clock.now(),
                             state="online", software=SOFTWARE, devices=devices)
 
     def devices_online(self) -> tuple[int, int]:

@@ -76,8 +76,13 @@ class SimCamera:
             scene = m.elevator_scene(self.seed, ebike=False, person=False)
         elif name == "elevator_person":
             scene = m.elevator_scene(self.seed, ebike=False)
-        elif name == "ebike":
-            scene = m.elevator_scene(self.seed, ebike=True)
+        elif name == "ebike":  # dog.jpg's bicycle wheeled into the car (a real photograph)
+            scene = m.elevator_scene(self.seed, thing="bicycle")
+        elif name in ("elevator_trolley", "elevator_dog"):  # not e-bikes: must not fire by class
+            scene = m.elevator_scene(self.seed, thing="boxes" if name == "elevator_trolley" else "dog")
+        elif name == "fire_lane_car":  # dog.jpg's pickup parks in the lane
+            scene = m.fire_lane_vehicle_scene(self.seed, arrive_s=float(params.get("arrive_s", 1.0)),
+                                              stay_s=float(params.get("stay_s", 86_400.0)))
         else:
             raise ValueError(f"unknown camera scene {name!r}; known: {', '.join(CAMERA_SCENES)}")
         self._scene = scene
@@ -89,7 +94,8 @@ class SimCamera:
         return str(self.server.url)
 
 
-CAMERA_SCENES = ("fire_lane_clear", "fire_lane_blocked", "people_walking", "elevator_empty", "elevator_person", "ebike")
+CAMERA_SCENES = ("fire_lane_clear", "fire_lane_blocked", "fire_lane_car", "people_walking", "elevator_empty",
+                 "elevator_person", "ebike", "elevator_trolley", "elevator_dog")
 
 
 class SimulatedCompound:

@@ -83,6 +83,12 @@ def build_gateway_config(layout: Layout, catalog: Catalog, gateway_id: str, port
                 {"name": "fire-recall-lifts", "triggers": FIRE_TRIGGERS, "target_type": "elevator",
                  "command": "fire_recall", "base_floor_arg": "floor", "restore_command": "restore_service",
                  "require_signals": 2},
+                # an e-bike in a car (camera watching that elevator): hold its doors and warn, as edge/examples
+                {"name": "ebike-hold-doors", "triggers": ["elevator.ebike_detected"], "scope": "watched_device",
+                 "target_type": "elevator", "command": "hold_doors", "args": {"duration_s": 60},
+                 "restore_command": "release_doors"},
+                {"name": "ebike-voice-warning", "triggers": ["elevator.ebike_detected"], "scope": "watched_device",
+                 "target_type": "elevator", "command": "voice_warning", "args": {"message": 1}},
             ],
         },
     }

@@ -114,7 +114,7 @@ class ModbusDevice:
         words = self._words(p)
         if p.register.table in _BIT_TABLES:
             return bool(words[0])
-        return modbus_codec.decode(p.register, words, p.byte_order, p.word_order, p.enum)
+        return modbus_codec.decode(p.register, words, p.byte_order, p.word_order, p.register_enum)
 
     def set(self, name: str, value: Value) -> None:
         """Encode ``value`` into the point's registers (read-modify-write for bit and bit-field points)."""
@@ -137,9 +137,9 @@ class ModbusDevice:
             new = [1 if value else 0]
         elif reg.bit is not None or reg.bits is not None:
             if isinstance(value, str):
-                if p.enum is None:
+                if p.register_enum is None:
                     raise modbus_codec.CodecError(f"{value!r} is not a number")
-                reverse = {v: k for k, v in p.enum.items()}
+                reverse = {v: k for k, v in p.register_enum.items()}
                 if value not in reverse:
                     raise modbus_codec.CodecError(f"{value!r} is not one of {', '.join(reverse)}")
                 value = reverse[value]
@@ -156,7 +156,8 @@ class ModbusDevice:
             signed = unsigned - (1 << width) if reg.type.startswith("int") and unsigned >> (width - 1) else unsigned
             new = modbus_codec.registers_from_raw(signed, reg.type, p.byte_order, p.word_order)
         else:
-            new = modbus_codec.encode(reg, value, byte_order=p.byte_order, word_order=p.word_order, enum=p.enum)
+            new = modbus_codec.encode(reg, value, byte_order=p.byte_order, word_order=p.word_order,
+                                      enum=p.register_enum)
         assert len(new) == count
         self.tables[table][addr : addr + count] = new
 

@@ -46,7 +46,9 @@ def demo(
     mqtt: str | None = typer.Option(None, "--mqtt", help="Broker URL; default: an embedded Mosquitto."),
     database: str | None = typer.Option(None, "--database", help="PostgreSQL DSN; default: an embedded server."),
     layout: Path | None = typer.Option(None, "--layout", help="Compound layout (default: the 6-building demo)."),
-    scenario: Path | None = typer.Option(None, "--scenario", help="Scenario to play (default: the fire drill)."),
+    scenario: Path | None = typer.Option(None, "--scenario",
+                                         help="Scenario to play (default: the fire drill; with --cameras "
+                                              "the drill plus camera alarms)."),
     speed: float | None = typer.Option(None, "--speed", help="Play the scenario this many times faster."),
     cameras: bool | None = typer.Option(None, "--cameras/--no-cameras", help="Run cameras and video analytics."),
     keep_running: bool = typer.Option(False, "--keep-running", help="Keep everything up after the summary."),

@@ -356,6 +356,8 @@ def _run(run: Run, mqtt_url: str, dsn: str) -> DemoResult:
                 "--speed", str(config.speed), "--ports-file", str(ports), "--report", str(report)]
     if not config.cameras:
         sim_args.append("--no-cameras")
+    if config.cameras and "scenario" not in config.model_fields_set:  # with cameras: the drill + video alarms
+        config = config.model_copy(update={"scenario": REPO / "simulators" / "scenarios" / "fire_drill_cameras.yaml"})
     if config.scenario is not None:
         scen = shifted_scenario(config.scenario, config.startup_delay_s * config.speed, run.work / "scenario.yaml")
         sim_args += ["--scenario", str(scen)]

@@ -14,7 +14,10 @@ from xiaoqu.output import console
 app = typer.Typer(no_args_is_help=True)
 out = console()
 
-ProfilesOpt = typer.Option(None, "--profiles", help="Your profile folder(s) or files, added to the shipped ones.")
+ProfilesOpt = typer.Option(
+    None, "--profiles", help="Your profile folder(s) or files, added to the shipped ones (add: default is the "
+    "gateway config's profiles_dir)."
+)
 
 
 def _catalog(paths: list[Path] | None) -> Catalog:
@@ -131,7 +134,7 @@ def add(
         name=name, connection=connection,
     )
     try:
-        add_device(gateway_config, entry, _catalog(profiles))
+        add_device(gateway_config, entry, _catalog(profiles) if profiles else None)  # else: the config's profiles_dir
     except ConfigEditError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None

@@ -107,7 +107,9 @@ def _type_of(p: ConcretePoint) -> str:
     """What the point holds: a bit point is a bool taken from a register, not a uint16."""
     r = p.register
     if r is None:
-        return "json"
+        return p.type or ("enum" if p.enum else "as sent")
+    if p.type is not None:
+        return p.type
     if r.bit is not None:
         return "bool"
     if r.bits is not None:

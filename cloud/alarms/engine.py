@@ -68,9 +68,11 @@ class DecisionEngine:
         bus: ChangeBus | None = None,
         notifier: Notifier | None = None,
         catalog: Catalog | None = None,
+        command_timeouts: cmds.CommandTimeouts | None = None,
     ) -> None:
         self._catalog = catalog
         self.pool = pool
+        self.command_timeouts = command_timeouts or cmds.CommandTimeouts()
         self.rules = rules
         self.clock = clock or SystemClock()
         self.publisher = publisher
@@ -469,6 +471,7 @@ class DecisionEngine:
                     origin=f"incident:{incident_id}",
                     now=now,
                     ack_timeout=plan.ack_timeout,
+                    timeouts=self.command_timeouts,
                     max_attempts=plan.retries + 1,
                     retry_safe=True,
                     expires_after=plan.expires_after,
@@ -748,14 +751,16 @@ class DecisionEngine:
         command: str,
         args: dict[str, Any],
         actor: str,
-        ack_timeout: timedelta = timedelta(seconds=10),
+        ack_timeout: timedelta | None = None,
         retry_safe: bool | None = None,
         max_attempts: int = 1,
     ) -> UUID:
         """Queue a manual command (API) in ``conn``'s transaction; call :meth:`send` after commit.
 
         Checked against the device's profile first (:class:`cloud.dispatch.validate.CommandRefused`);
-        ``retry_safe`` defaults to the profile command's ``safe_to_retry``."""
+        ``retry_safe`` defaults to the profile command's ``safe_to_retry``. Without ``ack_timeout`` the
+        backend waits what the device's profile needs (its command timeout plus a transit margin); an
+        explicit one is used as given (a shorter one ends as ``<outcome>_late``)."""
         cur = await conn.execute("SELECT site_id, gateway_id, profile_id FROM devices WHERE id = %s", (device_id,))
         row = await cur.fetchone()
         if row is None or row[1] is None:
@@ -775,6 +780,7 @@ class DecisionEngine:
             ack_timeout=ack_timeout,
             retry_safe=retry_safe,
             max_attempts=max_attempts,
+            timeouts=self.command_timeouts if ack_timeout is None else None,
         )
 
     async def send(

@@ -55,6 +55,7 @@ class Migration:
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "device registry", Path("devices/migrations/001_registry.sql")),
+    Migration(5, "device presence (offline_since), gateway boot epoch", Path("devices/migrations/005_presence.sql")),
     Migration(10, "ingest messages, events, acks, dead letters", Path("ingest/migrations/010_messages.sql")),
     Migration(11, "event keys and locations", Path("ingest/migrations/011_event_keys.sql")),
     Migration(
@@ -69,6 +70,7 @@ MIGRATIONS: list[Migration] = [
     Migration(110, "alarms, timeline, incidents, suppression windows", Path("alarms/migrations/110_alarms.sql")),
     Migration(111, "one active alarm per device and key", Path("alarms/migrations/111_alarm_keys.sql")),
     Migration(120, "commands, work orders, roster, notifications", Path("dispatch/migrations/120_dispatch.sql")),
+    Migration(125, "command outcomes: refused, late answers", Path("dispatch/migrations/125_command_outcomes.sql")),
     Migration(160, "console: site time zone and layout, relayed changes", Path("web/migrations/160_console.sql")),
 ]
 

@@ -1,7 +1,11 @@
 """Devices and gateways: registration from birth messages, a cache of known ids, presence tracking.
 
 Presence (``last_seen``, ``state``) is kept in memory from traffic and written periodically in one
-statement (:meth:`PresenceTracker.flush`), never with a database write per message.
+statement (:meth:`PresenceTracker.flush`), never with a database write per message. Only what the device
+itself said counts: telemetry samples of quality ``bad`` (a gateway republishing stale values of a device it
+knows is offline) and the gateway's own statements about it (``device.offline``) never refresh
+``last_seen``. The gateway's ``device.offline`` events set the device's state directly
+(:func:`apply_offline_events`), so the device list and the offline alarm agree.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from psycopg.rows import TupleRow
 from contract.messages import GatewayState
 
 log = logging.getLogger(__name__)
+
+GATEWAY_STATEMENTS = frozenset({"device.offline", "linkage.action"})
+"""Event types in which the gateway speaks *about* a device: they never count as the device being heard."""
 
 Conn = psycopg.Connection[TupleRow]
 Cursor = psycopg.Cursor[TupleRow]
@@ -69,8 +76,10 @@ class DeviceDirectory:
 def register_birth(cur: Cursor, site: str, state: GatewayState, received_at: datetime) -> bool:
     """Apply a gateway state message (birth or death); True when it changed the gateway row.
 
-    A state message older (lower ``seq``) than the one already applied is ignored, so a replayed
-    retained birth never overrides a newer death. Devices announced in a birth are upserted.
+    State messages are ordered by ``(epoch, seq)``: one older than the one already applied is ignored, so a
+    replayed retained birth never overrides a newer death, and the same one twice changes nothing; a new
+    epoch (the gateway's outbox was created anew: re-imaged box, new SD card, seq from 1 again) supersedes
+    whatever the old one said. Devices announced in a birth are upserted.
     """
     sites = {site} | {d.location.site for d in state.devices}
     cur.execute(
@@ -79,17 +88,21 @@ def register_birth(cur: Cursor, site: str, state: GatewayState, received_at: dat
     )
     cur.execute(
         """
-        INSERT INTO gateways AS g (id, site_id, state, state_reason, state_seq, last_seen, software, updated_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, now())
+        INSERT INTO gateways AS g (id, site_id, state, state_reason, state_epoch, state_seq, last_seen, software,
+                                   updated_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())
         ON CONFLICT (id) DO UPDATE SET
             site_id = EXCLUDED.site_id, state = EXCLUDED.state, state_reason = EXCLUDED.state_reason,
-            state_seq = EXCLUDED.state_seq, software = COALESCE(EXCLUDED.software, g.software),
+            state_epoch = EXCLUDED.state_epoch, state_seq = EXCLUDED.state_seq,
+            software = COALESCE(EXCLUDED.software, g.software),
             last_seen = GREATEST(g.last_seen, EXCLUDED.last_seen), updated_at = now()
-        WHERE g.state_seq IS NULL OR EXCLUDED.state_seq > g.state_seq
-           OR (EXCLUDED.state_seq = g.state_seq AND EXCLUDED.state IS DISTINCT FROM g.state)
+        WHERE g.state_seq IS NULL
+           OR (EXCLUDED.state_epoch, EXCLUDED.state_seq) > (g.state_epoch, g.state_seq)
+           OR (EXCLUDED.state_epoch = g.state_epoch AND EXCLUDED.state_seq = g.state_seq
+               AND EXCLUDED.state IS DISTINCT FROM g.state)
         RETURNING id
         """,
-        (state.gw, site, state.state, state.reason, state.seq, received_at, state.software),
+        (state.gw, site, state.state, state.reason, state.epoch, state.seq, received_at, state.software),
     )
     changed = cur.fetchone() is not None
     if changed and state.devices:
@@ -116,6 +129,31 @@ def register_birth(cur: Cursor, site: str, state: GatewayState, received_at: dat
                 [x.name for x in d],
             ),
         )
+    return changed
+
+
+def apply_offline_events(cur: Cursor, events: Iterable[tuple[str, bool, datetime]]) -> int:
+    """Apply the gateways' ``device.offline`` events (device, active, observed at) to the device list, so
+    the list and the offline alarm never disagree: raised → ``offline`` from that time (``offline_since``);
+    cleared → ``online`` again. An event older than what the row already reflects changes nothing."""
+    rows = sorted(events, key=lambda e: e[2])
+    changed = 0
+    for device, active, ts in rows:
+        if active:
+            cur.execute(
+                "UPDATE devices SET state = 'offline', offline_since = %s, updated_at = now() "
+                "WHERE id = %s AND (offline_since IS NULL OR offline_since < %s) "
+                "AND (last_seen IS NULL OR last_seen <= %s)",
+                (ts, device, ts, ts),
+            )
+        else:
+            cur.execute(
+                "UPDATE devices SET state = 'online', offline_since = NULL, "
+                "last_seen = GREATEST(last_seen, %s), updated_at = now() "
+                "WHERE id = %s AND (offline_since IS NULL OR offline_since <= %s)",
+                (ts, device, ts),
+            )
+        changed += cur.rowcount
     return changed
 
 
@@ -157,7 +195,9 @@ class PresenceTracker:
                         UPDATE devices AS d SET
                             last_seen = GREATEST(d.last_seen, u.ts),
                             state = CASE WHEN GREATEST(d.last_seen, u.ts) > now() - make_interval(secs => %s)
-                                         THEN 'online' ELSE d.state END
+                                          AND (d.offline_since IS NULL OR u.ts > d.offline_since)
+                                         THEN 'online' ELSE d.state END,
+                            offline_since = CASE WHEN u.ts > d.offline_since THEN NULL ELSE d.offline_since END
                         FROM unnest(%s::text[], %s::timestamptz[]) AS u(id, ts)
                         WHERE d.id = u.id
                         RETURNING 1

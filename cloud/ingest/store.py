@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from cloud.db import Flavour
-from cloud.devices.registry import DeviceDirectory, register_birth
+from cloud.devices.registry import GATEWAY_STATEMENTS, DeviceDirectory, apply_offline_events, register_birth
 from contract.codec import decode
 from contract.errors import ContractError
 from contract.messages import CommandAck, Event, GatewayState, HealthReport, Message, TelemetryBatch
@@ -208,7 +208,7 @@ class BatchWriter:
         gateway_seen: dict[str, datetime] = {}
 
         with conn.transaction(), conn.cursor() as cur:
-            for item, topic, state in sorted(d.states, key=lambda x: x[2].seq):
+            for item, topic, state in sorted(d.states, key=lambda x: (x[2].epoch, x[2].seq)):
                 sites[state.gw] = topic.site
                 if register_birth(cur, topic.site, state, item.received_at):
                     changed_states.append(state)
@@ -284,7 +284,11 @@ class BatchWriter:
                     if ev.id in new:
                         new_events.append(ev)
                         sites[ev.gw] = topic.site
-                        _newer(device_seen, ev.device, min(ev.ts, item.received_at))
+                        if ev.event not in GATEWAY_STATEMENTS:
+                            _newer(device_seen, ev.device, min(ev.ts, item.received_at))
+                offline = [(e.device, e.active, e.ts) for e in new_events if e.event == "device.offline"]
+                if offline:
+                    apply_offline_events(cur, offline)
 
             if d.acks:
                 a = d.acks
@@ -319,7 +323,7 @@ class BatchWriter:
             if d.health:
                 latest: dict[str, tuple[Inbound, HealthReport]] = {}
                 for item, _, h in d.health:
-                    if h.gw not in latest or h.seq > latest[h.gw][1].seq:
+                    if h.gw not in latest or (h.epoch, h.seq) > (latest[h.gw][1].epoch, latest[h.gw][1].seq):
                         latest[h.gw] = (item, h)
                 cur.execute(
                     "UPDATE gateways AS g SET health = u.h::jsonb, health_at = u.ts "
@@ -396,15 +400,21 @@ class BatchWriter:
                 devs = msg_devices[msg.id]
                 unknown = devs - known
                 points = msg.points if not unknown else [p for p in msg.points if p.device not in unknown]
+                any_bad = False
                 for p in points:
                     v = p.value
+                    qc = q[p.quality]
+                    if qc == 2:
+                        any_bad = True
                     if v.__class__ is str:
-                        write((p.ts, p.device, p.point, None, v, q[p.quality]))
+                        write((p.ts, p.device, p.point, None, v, qc))
                     else:
-                        write((p.ts, p.device, p.point, float(v), None, q[p.quality]))
+                        write((p.ts, p.device, p.point, float(v), None, qc))
                 n += len(points)
                 seen = min(msg.ts, item.received_at)  # the batch's observation time, never in the future
-                for dev in devs - unknown:
+                # Stale values a gateway republishes (quality bad) are not the device speaking.
+                live = {p.device for p in points if p.quality != "bad"} if any_bad else devs - unknown
+                for dev in live:
                     _newer(device_seen, dev, seen)
                 if unknown:
                     names = ", ".join(sorted(unknown)[:10])

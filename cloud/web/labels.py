@@ -27,6 +27,9 @@ BUILTIN_EVENT_TYPES: dict[str, tuple[str, str]] = {
     "camera.offline": ("摄像机离线", "Camera offline"),
     "camera.online": ("摄像机上线", "Camera online"),
     "linkage.action": ("联动动作", "Linkage action"),
+    "device.bad_payload": ("设备报文异常", "Device sent a malformed message"),
+    "device.bad_value": ("设备数值无法解析", "Device value does not convert"),
+    "device.clock_skew": ("设备时钟偏差", "Device clock off"),
 }
 
 

@@ -26,10 +26,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from contract.messages import Scalar
-from device_profiles import CompiledProfile, ConcreteEvent
+from device_profiles import CompiledProfile, ConcreteEvent, ConcretePoint
 from device_profiles.commands import Publish
+from device_profiles.mqtt_decode import checked_time, decode_points
 from device_profiles.mqtt_mapping import Missing, PathError, extract, extract_scalar, fill_topic
-from device_profiles.schema import CommandResultSpec
+from device_profiles.schema import CommandResultSpec, DeviceOutcome, ResultCode, TopicTimestamp
 from edge.rules.clock import Clock
 from edge.rules.device import DeviceRules
 
@@ -38,8 +39,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class CommandOutcome:
-    ok: bool
+    status: DeviceOutcome
     reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
 
 
 @dataclass(eq=False)
@@ -49,6 +54,7 @@ class BridgedDevice:
     rules: DeviceRules
     bad_payloads_total: int = 0
     last_bad_report: float | None = None
+    last_command_id: int = 0  # the device-side id last handed out (uint16 / uint32 / string profiles)
 
     @property
     def prefix(self) -> str:
@@ -63,7 +69,8 @@ class BridgedDevice:
 @dataclass
 class _Route:
     device: BridgedDevice
-    points: list[tuple[str, str]] = field(default_factory=list)
+    points: list[ConcretePoint] = field(default_factory=list)
+    timestamp: TopicTimestamp | None = None
     momentary: list[ConcreteEvent] = field(default_factory=list)
     status: bool = False
     heartbeat: bool = False
@@ -88,6 +95,49 @@ def parse_status(payload: bytes) -> bool | None:
     if isinstance(value, bool):
         return value
     return None
+
+
+def wire_key(value: Scalar) -> str:
+    """A device-side command id as a lookup key: the integer 17 and the text "17" are the same id."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _code(results: dict[int | str, ResultCode], code: Scalar) -> ResultCode | None:
+    keys: list[int | str] = [code] if not isinstance(code, bool | float) else []
+    text = wire_key(code)
+    keys.append(text)
+    try:
+        keys.append(int(text))
+    except ValueError:
+        pass
+    return next((results[k] for k in keys if k in results), None)
+
+
+def result_outcome(spec: CommandResultSpec, data: dict[str, Any]) -> CommandOutcome:
+    """The outcome a device's answer means under the profile: a result code mapped by ``results``, or
+    ``ok_path`` true; the device's own reason text (``reason_path``) wins over the code's."""
+    reason: str | None = None
+    if spec.reason_path:
+        try:
+            reason = str(extract_scalar(data, spec.reason_path)) or None
+        except Missing:
+            reason = None
+    if spec.result_path is not None:
+        try:
+            code = extract_scalar(data, spec.result_path)
+        except Missing:
+            return CommandOutcome("failed", reason or f"answer without a result code at {spec.result_path}")
+        meaning = _code(spec.results, code)
+        if meaning is None:
+            return CommandOutcome("failed", reason or f"unknown result code {code!r}")
+        return CommandOutcome(meaning.status, reason or meaning.reason)
+    try:
+        ok = extract_scalar(data, spec.ok_path)
+    except Missing:
+        ok = False
+    return CommandOutcome("succeeded" if ok is True else "failed", reason)
 
 
 class MqttBridge:
@@ -124,7 +174,13 @@ class MqttBridge:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: dict[tuple[str, str], asyncio.Future[CommandOutcome]] = {}
+        self._pending: dict[tuple[str, str], asyncio.Future[CommandOutcome]] = {}  # (device, device-side id)
+        self._wire_ids: dict[tuple[str, str], Scalar] = {}  # (device, backend command id) → device-side id
+        # Commands the gateway stopped waiting for: (device, device-side id) → (backend command id, forget at)
+        self._late: dict[tuple[str, str], tuple[str, float]] = {}
+        self.late_window_s = 600.0
+        self.on_late_result: Callable[[str, str, CommandOutcome], None] | None = None
+        """Called with (device, backend command id, outcome) for an answer that comes after the timeout."""
         self._connected = asyncio.Event()
         self.messages_total = 0
         self.bad_payloads_total = 0
@@ -142,11 +198,13 @@ class MqttBridge:
     def _add_routes(self, d: BridgedDevice) -> None:
         for p in d.profile.points:
             if p.mqtt is not None:
-                self._route(d.topic(p.mqtt.topic), d).points.append((p.name, p.mqtt.path))
+                self._route(d.topic(p.mqtt.topic), d).points.append(p)
         for e in d.profile.events:
             if e.on_message is not None:
                 self._route(d.topic(e.on_message.topic), d).momentary.append(e)
         settings = d.profile.profile.mqtt
+        for ts in settings.timestamps if settings is not None else []:
+            self._route(d.topic(ts.topic), d).timestamp = ts
         if settings is not None and settings.status_topic:
             self._route(d.topic(settings.status_topic), d).status = True
         if settings is not None and settings.command_result is not None:
@@ -172,7 +230,7 @@ class MqttBridge:
             self._client.loop_stop()
             for fut in self._pending.values():
                 if not fut.done():
-                    fut.set_result(CommandOutcome(False, "gateway stopping"))
+                    fut.set_result(CommandOutcome("failed", "gateway stopping"))
 
     async def wait_connected(self, timeout: float) -> bool:
         try:
@@ -200,19 +258,24 @@ class MqttBridge:
         self._call(self._connected.clear)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._call(self.handle, msg.topic, bytes(msg.payload))
+        self._call(self.handle, msg.topic, bytes(msg.payload), bool(msg.retain))
 
     # --- messages ----------------------------------------------------------------------------------------
-    def handle(self, topic: str, payload: bytes) -> None:
-        """One device message (runs on the event loop). Never raises on device input."""
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        """One device message (runs on the event loop). Never raises on device input.
+
+        ``retained``: the broker kept it from earlier (delivered on subscribe). Only the status topic's
+        retained message (the device's own online / last will) decides presence; a retained data message is
+        old news: it never counts as the device answering, and is ignored while the device is offline.
+        """
         self.messages_total += 1
         for route in self.routes.get(topic, []):
             try:
-                self._handle_route(route, topic, payload)
+                self._handle_route(route, topic, payload, retained)
             except (ValueError, TypeError, KeyError, PathError) as exc:  # bad device input: log, count, go on
                 self._bad_payload(route.device, topic, str(exc))
 
-    def _handle_route(self, route: _Route, topic: str, payload: bytes) -> None:
+    def _handle_route(self, route: _Route, topic: str, payload: bytes, retained: bool = False) -> None:
         d = route.device
         if route.status:
             status: bool | None = parse_status(payload)
@@ -222,7 +285,11 @@ class MqttBridge:
                 d.rules.set_status(status, "device reported " + ("online" if status else "offline (last will)"))
             if status is False or not (route.points or route.momentary or route.heartbeat or route.result):
                 return
-        d.rules.answered()
+        if retained:
+            if d.rules.online is False or route.result is not None or route.momentary:
+                return  # stale: values of an offline device, old command results, events already raised
+        else:
+            d.rules.answered()
         if not (route.points or route.momentary or route.result):
             return  # heartbeat only: liveness is all it carries
         try:
@@ -236,17 +303,15 @@ class MqttBridge:
         if route.result is not None:
             self._command_result(d, route.result, data)
         if route.points:
-            values: dict[str, Scalar | None] = {}
-            missing: list[str] = []
-            for name, path in route.points:
-                try:
-                    values[name] = extract_scalar(data, path)
-                except Missing:
-                    missing.append(name)
-            if values:
-                d.rules.ingest(values)
-            elif missing and not route.momentary:
-                self._bad_payload(d, topic, f"none of {', '.join(missing)} in the payload")
+            decoded = decode_points(route.points, data)
+            ts = None
+            if route.timestamp is not None and (decoded.values or decoded.invalid):
+                ts, problem = checked_time(route.timestamp, data, self.clock.now())
+                d.rules.flag_clock(problem)
+            if decoded.values or decoded.invalid:
+                d.rules.ingest(dict(decoded.values), ts=ts, invalid=decoded.invalid)
+            elif decoded.missing and not route.momentary:
+                self._bad_payload(d, topic, f"none of {', '.join(decoded.missing)} in the payload")
         for e in route.momentary:
             self._momentary(d, e, data)
 
@@ -270,25 +335,43 @@ class MqttBridge:
 
     def _command_result(self, d: BridgedDevice, spec: CommandResultSpec, data: dict[str, Any]) -> None:
         try:
-            cid = str(extract_scalar(data, spec.id_path))
+            cid = wire_key(extract_scalar(data, spec.id_path))
         except Missing:
             self._bad_payload(d, spec.topic, f"command result without {spec.id_path}")
             return
         fut = self._pending.get((d.device_id, cid))
-        if fut is None or fut.done():
-            logger.debug("result for unknown or finished command %s on %s", cid, d.device_id)
+        late = self._late.pop((d.device_id, cid), None)
+        if (fut is None or fut.done()) and late is not None and self.on_late_result is not None:
+            outcome = result_outcome(spec, data)
+            logger.warning("device %s: answer %s to command %s (id %s) came after the gateway's timeout",
+                           d.device_id, outcome.status, late[0], cid)
+            self.on_late_result(d.device_id, late[0], outcome)
             return
-        try:
-            ok = extract_scalar(data, spec.ok_path)
-        except Missing:
-            ok = False
-        reason: str | None = None
-        if spec.reason_path:
-            try:
-                reason = str(extract_scalar(data, spec.reason_path))
-            except Missing:
-                reason = None
-        fut.set_result(CommandOutcome(ok is True, reason))
+        if fut is None or fut.done():
+            logger.warning("device %s: command result with id %s matches no command waiting for one (unknown, "
+                           "already answered or timed out): %s", d.device_id, cid, json.dumps(data)[:300])
+            return
+        fut.set_result(result_outcome(spec, data))
+
+    def wire_id(self, device_id: str, command_id: str) -> Scalar:
+        """The id ``{command_id}`` becomes on the wire for this device: the backend's UUID, or a fresh
+        device-side id (per the profile's ``mqtt.command_id``) remembered until the command ends."""
+        d = self.devices[device_id]
+        settings = d.profile.profile.mqtt
+        kind = settings.command_id if settings is not None else "uuid"
+        if kind == "uuid":
+            return command_id
+        existing = self._wire_ids.get((device_id, command_id))
+        if existing is not None:
+            return existing
+        limit = 0xFFFF if kind == "uint16" else 0xFFFFFFFF
+        for _ in range(1000):  # skip ids still waiting for an answer (never more than a few)
+            d.last_command_id = d.last_command_id % limit + 1
+            wire: Scalar = f"{d.last_command_id:08x}" if kind == "string" else d.last_command_id
+            if (device_id, wire_key(wire)) not in self._pending and (device_id, wire_key(wire)) not in self._late:
+                break
+        self._wire_ids[(device_id, command_id)] = wire
+        return wire
 
     def _bad_payload(self, d: BridgedDevice, topic: str, error: str) -> None:
         d.bad_payloads_total += 1
@@ -314,15 +397,23 @@ class MqttBridge:
         settings = d.profile.profile.mqtt
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[CommandOutcome] = loop.create_future()
-        key = (device_id, command_id)
+        key = (device_id, wire_key(self.wire_id(device_id, command_id)))
         self._pending[key] = fut
         try:
             info = self._client.publish(publish.topic, json.dumps(publish.payload), qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                return CommandOutcome(False, f"device broker not reachable ({mqtt.error_string(info.rc)})")
+                return CommandOutcome("failed", f"device broker not reachable ({mqtt.error_string(info.rc)})")
             if settings is None or settings.command_result is None:
                 await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, timeout_s), timeout_s + 1)
-                return CommandOutcome(info.is_published(), None if info.is_published() else "not delivered")
-            return await asyncio.wait_for(fut, timeout_s)
+                ok = info.is_published()
+                return CommandOutcome("succeeded" if ok else "failed", None if ok else "not delivered")
+            try:
+                return await asyncio.wait_for(fut, timeout_s)
+            except TimeoutError:  # an answer may still come: remembered a while, then reported late
+                now = self.clock.monotonic()
+                self._late = {k: v for k, v in self._late.items() if v[1] > now}
+                self._late[key] = (command_id, now + self.late_window_s)
+                raise
         finally:
             self._pending.pop(key, None)
+            self._wire_ids.pop((device_id, command_id), None)

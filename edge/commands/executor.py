@@ -18,7 +18,7 @@ from edge.modbus import BusPoller, WriteFailed
 
 logger = logging.getLogger(__name__)
 
-Outcome = Literal["succeeded", "failed", "timed_out", "rejected"]
+Outcome = Literal["succeeded", "failed", "timed_out", "rejected", "refused"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +84,8 @@ class CommandExecutor:
                 await asyncio.wait_for(target.poller.write(target.unit, writes), timeout)
                 return ExecResult("succeeded")
             prefix = target.bridge.devices[device_id].prefix
-            publish = render_mqtt(spec, typed, prefix=prefix, device_id=device_id, command_id=command_id)
+            wire_id = target.bridge.wire_id(device_id, command_id)  # the UUID, or the device's own kind of id
+            publish = render_mqtt(spec, typed, prefix=prefix, device_id=device_id, command_id=wire_id)
             outcome = await target.bridge.request(device_id, publish, command_id, timeout)
         except CommandError as exc:
             return ExecResult("rejected", str(exc))
@@ -92,6 +93,8 @@ class CommandExecutor:
             return ExecResult("failed", str(exc))
         except TimeoutError:
             return ExecResult("timed_out", f"no result from the device within {timeout:g} s")
-        if outcome.ok:
+        if outcome.status == "succeeded":
             return ExecResult("succeeded", outcome.reason)
+        if outcome.status == "refused":
+            return ExecResult("refused", outcome.reason or "the device refused it")
         return ExecResult("failed", outcome.reason or "the device reported failure")

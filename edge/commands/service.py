@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from uuid import UUID
 
 from contract.messages import Command, CommandStatus
 from device_profiles.commands import CommandError
@@ -19,7 +20,7 @@ from edge.rules.emitter import Emitter
 
 logger = logging.getLogger(__name__)
 
-_FINAL: tuple[CommandStatus, ...] = ("succeeded", "failed", "timed_out", "rejected", "expired")
+_FINAL: tuple[CommandStatus, ...] = ("succeeded", "failed", "timed_out", "rejected", "expired", "refused")
 
 
 class CommandService:
@@ -76,6 +77,19 @@ class CommandService:
         logger.info("command %s: %s on %s %s (from %s)", cmd.id, cmd.command, cmd.device, cmd.args, cmd.origin)
         result = await self.executor.execute(cmd.device, cmd.command, cmd.args, str(cmd.id))
         return result.status, result.reason
+
+    def late_result(self, device: str, command_id: str, status: CommandStatus, reason: str | None) -> None:
+        """The device answered after the gateway acked ``timed_out``: the real outcome is recorded and acked
+        again (``detail.late``), so the backend keeps it as ``<outcome>_late``."""
+        seen = self.store.get(command_id)
+        if seen is None or seen.status != "timed_out":
+            logger.warning("late answer %s for command %s on %s: no timed-out command to update", status,
+                           command_id, device)
+            return
+        self.store.record(command_id, device, status, reason)
+        self.outcomes_total[status] = self.outcomes_total.get(status, 0) + 1
+        self.emitter.ack(UUID(command_id), device, status, self.clock.now(), reason=reason, detail={"late": True})
+        logger.info("command %s on %s: %s, late", command_id, device, status)
 
     def _ack(self, cmd: Command, status: CommandStatus, reason: str | None, duplicate: bool = False) -> None:
         self.outcomes_total[status] = self.outcomes_total.get(status, 0) + 1

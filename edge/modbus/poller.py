@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from contract.messages import Scalar
 from device_profiles.commands import RegisterWrite
+from device_profiles.mqtt_decode import Invalid
 from device_profiles.read_plan import ReadBlock, decode_block
 from edge.modbus.links import LinkError, ModbusLink, ReadRefused
 from edge.rules.clock import Clock
@@ -141,6 +142,7 @@ class BusPoller:
         sent = 0
         values: dict[str, Scalar | None] = {}
         bad: dict[str, str] = {}
+        invalid: dict[str, Invalid] = {}
         async with self.lock:
             for block in dev.blocks:
                 sent += 1
@@ -159,6 +161,8 @@ class BusPoller:
                 for reading in decode_block(block, result.words):
                     if reading.error is None:
                         values[reading.point.name] = reading.value
+                    elif reading.raw is not None:  # read fine, but not a value of the point's type
+                        invalid[reading.point.name] = Invalid(reading.raw, reading.error)
                     else:
                         bad[reading.point.name] = reading.error
         self.stats.poll_requests_total += sent
@@ -166,7 +170,7 @@ class BusPoller:
         now = self.clock.monotonic()
         dev.failures = 0
         dev.rules.answered()
-        dev.rules.ingest(values, bad=bad)
+        dev.rules.ingest(values, bad=bad, invalid=invalid)
         dev.next_due = max(dev.next_due + dev.interval_s, now)
 
     def _device_failed(self, dev: PolledDevice, reason: str) -> None:

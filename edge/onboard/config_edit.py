@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.representer import RoundTripRepresenter
 
 from device_profiles import Catalog, ProfileError
 from device_profiles.loader import read_yaml
@@ -43,8 +45,21 @@ def _flow(mapping: dict[str, str | int | None]) -> CommentedMap:
     return m
 
 
-def add_device(path: Path, entry: DeviceEntry, catalog: Catalog) -> None:
-    """Append ``entry`` to ``devices:`` of the config at ``path``; raise :class:`ConfigEditError` if refused."""
+def _null(representer: RoundTripRepresenter, _data: None) -> ScalarNode:
+    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
+
+
+def add_device(path: Path, entry: DeviceEntry, catalog: Catalog | None = None) -> None:
+    """Append ``entry`` to ``devices:`` of the config at ``path``; raise :class:`ConfigEditError` if refused.
+
+    Without a ``catalog`` the profiles are the ones the gateway itself would load: the config's
+    ``profiles_dir`` (relative to the file), else the shipped ones.
+    """
+    if catalog is None:
+        try:
+            _, catalog = load_config(path)
+        except ProfileError as exc:
+            raise ConfigEditError(f"the config is not valid as it is:\n{exc}") from None
     if entry.profile not in catalog:
         raise ConfigEditError(f"unknown profile {entry.profile!r}; known profiles: {', '.join(catalog.ids())}")
     profile = catalog.get(entry.profile)
@@ -58,6 +73,7 @@ def add_device(path: Path, entry: DeviceEntry, catalog: Catalog) -> None:
     except ProfileError as exc:
         raise ConfigEditError(str(exc)) from None
     yaml = YAML(typ="rt")
+    yaml.representer.add_representer(type(None), _null)  # `metrics_port: null` stays null, not an empty value
     yaml.preserve_quotes = True
     yaml.width = 4096
     yaml.indent(mapping=2, sequence=4, offset=2)

@@ -19,6 +19,7 @@ from contract.messages import Scalar
 from device_profiles import CompiledProfile, ConcretePoint, Profile
 from device_profiles.mqtt_mapping import Missing, PathError, extract_scalar, fill_topic
 from device_profiles.read_plan import PointReading, ReadBlock, decode_block, plan_reads
+from device_profiles.values import ConversionError
 
 logger = logging.getLogger(__name__)
 
@@ -182,10 +183,12 @@ async def probe_mqtt(profile: Profile, url: str, device_id: str, window_s: float
             error = f"no message on {topic} within {window_s:g}s"
         else:
             try:
-                value = extract_scalar(json.loads(raw), p.mqtt.path)
+                value = p.convert(extract_scalar(json.loads(raw), p.mqtt.path))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 error = f"payload on {topic} is not JSON: {exc}"
             except (Missing, PathError) as exc:
                 error = f"nothing at {p.mqtt.path} in the payload on {topic} ({exc})"
+            except ConversionError as exc:
+                error = f"{p.mqtt.path} on {topic}: {exc}"
         report.results.append(point_result(p, f"{topic} {p.mqtt.path}", value, error))
     return report

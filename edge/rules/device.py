@@ -16,6 +16,7 @@ from datetime import datetime
 from contract.messages import Location, PointSample, Quality, Scalar
 from device_profiles import CompiledProfile, ConcreteEvent
 from device_profiles.conditions import EventTracker
+from device_profiles.mqtt_decode import Invalid
 from edge.rules.clock import Clock
 from edge.rules.emitter import Emitter
 from edge.rules.telemetry import TelemetryBatcher
@@ -94,6 +95,8 @@ class DeviceRules:
         self.quality: dict[str, Quality] = {}
         self._reported: dict[str, tuple[Scalar, Quality]] = {}
         self._deadband = {p.name: p.deadband for p in profile.points}
+        self._invalid: set[str] = set()  # points whose last value did not convert (device.bad_value raised)
+        self.clock_skew: str | None = None  # why the device's own time stamps are not used (device.clock_skew)
 
     # --- liveness -------------------------------------------------------------------------------------------
     @property
@@ -132,8 +135,9 @@ class DeviceRules:
 
     # --- values ---------------------------------------------------------------------------------------------
     def ingest(self, values: Mapping[str, Scalar | None], ts: datetime | None = None,
-               bad: Mapping[str, str] | None = None) -> None:
-        """New readings (``None`` / ``bad``: the point could not be read). Reports by exception, runs events."""
+               bad: Mapping[str, str] | None = None, invalid: Mapping[str, Invalid] | None = None) -> None:
+        """New readings (``None`` / ``bad``: the point could not be read; ``invalid``: the device sent a value
+        that does not convert to the point's type). Reports by exception, runs events."""
         ts = ts or self.clock.now()
         for name, value in values.items():
             if value is None:
@@ -141,11 +145,51 @@ class DeviceRules:
                 continue
             self.values[name] = value
             self.quality[name] = "good"
+            if name in self._invalid:
+                self._invalid.discard(name)
+                self._bad_value_event(name, None, ts)
             if self._changed(name, value, "good"):
                 self._report(name, value, "good", ts)
         for name in bad or {}:
             self._set_bad(name, ts)
+        for name, inv in (invalid or {}).items():
+            self._set_invalid(name, inv, ts)
         self.evaluate(ts)
+
+    def _set_invalid(self, name: str, inv: Invalid, ts: datetime) -> None:
+        """Stored with quality bad (the raw value, so the installer sees what came) and the reason in a
+        ``device.bad_value`` event raised once per point until it converts again."""
+        self.values[name] = inv.raw
+        self.quality[name] = "bad"
+        if self._changed(name, inv.raw, "bad"):
+            self._report(name, inv.raw, "bad", ts)
+        if name not in self._invalid:
+            self._invalid.add(name)
+            logger.warning("device %s: point %s: %s", self.device_id, name, inv.reason)
+            self._bad_value_event(name, inv, ts)
+
+    def _bad_value_event(self, name: str, inv: Invalid | None, ts: datetime) -> None:
+        detail: dict[str, Scalar] = {"point": name}
+        if inv is not None:
+            detail |= {"value": str(inv.raw)[:100], "reason": inv.reason[:300]}
+        self.emitter.event(self.device_id, "device.bad_value", severity="warning", active=inv is not None, ts=ts,
+                           detail=detail, key=f"device.bad_value#{name}")
+
+    def flag_clock(self, problem: str | None) -> None:
+        """The device's time stamps could not be used (``problem``: why; the gateway's time is used) or can
+        be again (``None``): a ``device.clock_skew`` event raised once and cleared."""
+        if problem is None and self.clock_skew is None:
+            return
+        if problem is not None and self.clock_skew is not None:
+            self.clock_skew = problem  # still off: flagged once
+            return
+        self.clock_skew = problem
+        if problem is not None:
+            logger.warning("device %s: %s; using the gateway's time", self.device_id, problem)
+        self.emitter.event(self.device_id, "device.clock_skew", key="device.clock_skew", severity="warning",
+                           active=problem is not None,
+                           ts=self.clock.now(),
+                           detail={"reason": (problem or "device time stamps in window again")[:300]})
 
     def _set_bad(self, name: str, ts: datetime) -> None:
         if self.quality.get(name) == "bad":

@@ -36,6 +36,9 @@ LaneName = Literal["alarm", "event", "telemetry"]
 class OutboxLike(Protocol):
     """The part of ``edge.uplink.Outbox`` the gateway uses."""
 
+    @property
+    def epoch(self) -> int: ...
+
     def next_seq(self) -> int: ...
 
     def put(self, message: Message) -> None: ...
@@ -104,8 +107,9 @@ class Emitter:
         sides count (device, key) as one signal); ``location`` is the condition's place when it is not the
         device's (a panel zone's floor)."""
         msg = Event(
-            gw=self.gateway_id, seq=self.outbox.next_seq(), ts=ts, device=device, event=event, key=key,
-            location=location, severity=severity, active=active, life_safety=life_safety, detail=dict(detail or {}),
+            gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(), ts=ts, device=device,
+            event=event, key=key, location=location, severity=severity, active=active, life_safety=life_safety,
+            detail=dict(detail or {}),
             evidence=list(evidence),
         )
         self._put(msg)
@@ -118,7 +122,8 @@ class Emitter:
         return msg
 
     def telemetry(self, points: list[PointSample], ts: datetime) -> TelemetryBatch:
-        msg = TelemetryBatch(gw=self.gateway_id, seq=self.outbox.next_seq(), ts=ts, points=points)
+        msg = TelemetryBatch(gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(), ts=ts,
+                             points=points)
         self._put(msg)
         return msg
 
@@ -127,13 +132,15 @@ class Emitter:
         detail: Mapping[str, Scalar] | None = None,
     ) -> CommandAck:
         msg = CommandAck(
-            gw=self.gateway_id, seq=self.outbox.next_seq(), ts=ts, command_id=command_id, device=device,
+            gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(), ts=ts, command_id=command_id,
+            device=device,
             status=status, reason=reason, detail=dict(detail or {}),
         )
         self._put(msg)
         return msg
 
     def health(self, health: GatewayHealth, ts: datetime) -> HealthReport:
-        msg = HealthReport(gw=self.gateway_id, seq=self.outbox.next_seq(), ts=ts, health=health)
+        msg = HealthReport(gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(), ts=ts,
+                           health=health)
         self._put(msg)
         return msg

@@ -284,6 +284,7 @@ class Uplink:
             )
         will = GatewayState(
             gw=self.gateway_id,
+            epoch=self.outbox.epoch,
             seq=self.outbox.next_seq(),
             ts=datetime.now(UTC),
             state="offline",
@@ -303,7 +304,8 @@ class Uplink:
         except ValueError:  # e.g. a pydantic ValidationError: announce ourselves anyway, without details
             log.exception("building the birth message failed; publishing a minimal one")
             birth = encode(
-                GatewayState(gw=self.gateway_id, seq=self.outbox.next_seq(), ts=datetime.now(UTC), state="online")
+                GatewayState(gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(),
+                             ts=datetime.now(UTC), state="online")
             )
         assert self._loop is not None
         result: asyncio.Future[ReasonCode] = self._loop.create_future()
@@ -347,7 +349,8 @@ class Uplink:
     async def _publish_offline(self, client: mqtt.Client) -> None:
         """The clean death: a retained "offline" state, acknowledged before we disconnect."""
         state = GatewayState(
-            gw=self.gateway_id, seq=self.outbox.next_seq(), ts=datetime.now(UTC), state="offline", reason="stopped"
+            gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(), ts=datetime.now(UTC),
+            state="offline", reason="stopped",
         )
         info = client.publish(self._state_topic, encode(state), qos=1, retain=True)
         try:

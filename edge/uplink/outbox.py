@@ -21,6 +21,7 @@ import fcntl
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -109,12 +110,24 @@ class Outbox:
             self._bytes += size
             self._max_id[lane] = max_id
         self._dropped = self._meta_get("dropped_telemetry_total")
+        self._epoch = self._meta_get("epoch") or self._create_epoch()
         reserved = self._meta_get("seq_reserved")
         self._seq_next = reserved
         self._seq_limit = reserved
         log.info("outbox %s opened: depth %s, %d bytes, seq from %d", config.path, self._depth, self._bytes, reserved)
 
     # -- sequence numbers -------------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """This outbox's boot epoch (ms since 1970 when its file was created), sent in every message: a new
+        outbox (re-imaged gateway, new SD card) is a new epoch, and the backend orders by (epoch, seq)."""
+        return self._epoch
+
+    def _create_epoch(self) -> int:
+        epoch = time.time_ns() // 1_000_000
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (epoch,))
+        return self._meta_get("epoch")
 
     def next_seq(self) -> int:
         """The next per-gateway sequence number: increasing, never handed out twice, even across kill -9."""

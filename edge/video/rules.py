@@ -81,40 +81,60 @@ class Outcome:
 
 
 class FireLaneEvaluator:
+    """Vehicles by class (stationary tracks of ``obstruction_labels`` over the lane) and, as the fallback for
+    objects the detector does not know, class-agnostic occupancy; the alarm says which one it was."""
+
     def __init__(self, rule: FireLaneRule) -> None:
         self.rule = rule
         self.zone = Zone(rule.zone)
         self.alarm = DwellAlarm(rule.dwell_s, rule.clear_s, rule.gap_s)
-        self.uses_occupancy = True
+        self.uses_occupancy = rule.occupancy_fallback
+
+    def vehicles(self, a: Analysis, ts: float) -> list[Track]:
+        found = [
+            t
+            for t in a.tracks
+            if t.label in self.rule.obstruction_labels
+            and t.misses == 0
+            and t.still_for(ts) >= self.rule.still_s
+            and self.zone.overlap(t.box) >= 0.3
+        ]
+        return sorted(found, key=lambda t: -t.score)
 
     def evaluate(self, a: Analysis, ts: float, observed_at: datetime, zone_blocks: Blocks) -> Outcome | None:
         blocks = zone_blocks if zone_blocks is not None else np.zeros((1, 1), bool)
-        frac = a.occupancy.fraction(blocks) if a.occupancy is not None else 0.0
-        obstructions = [
-            d for d in a.detections if d.label in self.rule.obstruction_labels and self.zone.overlap(d.box) >= 0.3
-        ]
-        cond = frac >= self.rule.min_area or bool(obstructions)
+        frac = a.occupancy.fraction(blocks) if a.occupancy is not None and self.uses_occupancy else 0.0
+        vehicles = self.vehicles(a, ts)
+        cond = bool(vehicles) or frac >= self.rule.min_area
         started = self.alarm.since
         tr = self.alarm.update(ts, cond)
         if tr is None:
             return None
-        boxes: list[tuple[Box, str]] = [(d.box, f"{d.label} {d.score:.2f}") for d in obstructions]
-        bbox = a.occupancy.bbox(blocks) if a.occupancy is not None else None
-        if bbox is not None and tr == "raise":
-            boxes.append((bbox, "obstruction"))
+        boxes: list[tuple[Box, str]] = [(t.box, f"{t.label} #{t.id}") for t in vehicles]
+        bbox = a.occupancy.bbox(blocks) if a.occupancy is not None and self.uses_occupancy else None
+        if bbox is not None and tr == "raise" and not vehicles:
+            boxes.append((bbox, "unclassified obstruction"))
         detail: dict[str, DetailValue] = {
             "occupied_fraction": round(frac, 3),
-            "method": "detection" if obstructions and frac < self.rule.min_area else "occupancy",
+            "method": "detection" if vehicles else "occupancy",
         }
         if tr == "raise":
             detail["dwell_s"] = round(ts - (started if started is not None else ts), 2)
-            if obstructions:
-                detail["label"] = obstructions[0].label
+            if vehicles:
+                detail["object"] = vehicles[0].label
+                detail["score"] = round(vehicles[0].score, 3)
+                detail["vehicles"] = len(vehicles)
+            else:
+                detail["object"] = "unclassified occupancy"
             return Outcome("fire_lane.blocked", True, detail, boxes=boxes)
         return Outcome("fire_lane.cleared", False, detail, boxes=boxes)
 
 
 class EbikeEvaluator:
+    """Detection mode (the model knows bikes): a bicycle/motorcycle track with ``min_frames`` analysed frames
+    inside the car zone; a person, a pram or a trolley alone never fire. Occupancy mode (person-only model):
+    a large object on the car floor, which cannot tell a trolley from an e-bike."""
+
     def __init__(self, rule: EbikeInElevatorRule, detector_labels: set[str]) -> None:
         self.rule = rule
         self.zone = Zone(rule.zone)
@@ -126,8 +146,16 @@ class EbikeEvaluator:
 
     def evaluate(self, a: Analysis, ts: float, observed_at: datetime, zone_blocks: Blocks) -> Outcome | None:
         boxes: list[tuple[Box, str]] = []
+        hits: list[Track] = []
         if self.method == "detection":
-            hits = [t for t in a.tracks if t.label in self.rule.labels and self.zone.overlap(t.box) >= 0.3]
+            hits = [
+                t
+                for t in a.tracks
+                if t.label in self.rule.labels
+                and t.hits >= self.rule.min_frames
+                and t.misses == 0  # seen in the last analysis (flicker is the alarm's gap tolerance)
+                and self.zone.overlap(t.box) >= 0.3
+            ]
             cond = bool(hits)
             frac = 0.0
             boxes = [(t.box, f"{t.label} #{t.id}") for t in hits]
@@ -145,6 +173,13 @@ class EbikeEvaluator:
         if self.rule.elevator_device_id:
             detail["elevator_device_id"] = self.rule.elevator_device_id
         if tr == "raise":
+            if hits:
+                best = max(hits, key=lambda t: t.score)
+                detail["object"] = best.label
+                detail["score"] = round(best.score, 3)
+                detail["track_id"] = best.id
+            else:
+                detail["object"] = "unclassified large object"
             return Outcome("elevator.ebike_detected", True, detail, list(self.rule.linkage), boxes)
         return Outcome("elevator.ebike_cleared", False, detail)
 

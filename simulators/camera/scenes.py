@@ -4,7 +4,10 @@ Real photographs come from scikit-image's bundled data (installed with the packa
 downloaded): ``astronaut`` (NASA, public domain) is the person who walks through, ``camera``
 (CC0, Lav Varshney) a second person, ``gravel`` and ``brick`` (CC0 textures from CC0Textures) are the
 lane surface and the wall, ``motorcycle_left`` (Middlebury 2014 stereo benchmark, bundled with
-scikit-image) is the parked two-wheeler / e-bike-sized object. Everything else — the lane's
+scikit-image) is the parked two-wheeler / e-bike-sized object; and from the darknet test images copied
+to ``photos/`` (see ``photos/LICENCE.txt``; boxes placed by hand in ``photos/labels.json``): the bicycle
+and the pickup of ``dog.jpg`` (the e-bike wheeled into the lift, the vehicle parked in the fire lane)
+and the dog of ``person.jpg`` (a non-bike thing in the lift). Everything else — the lane's
 perspective, paint, piled cardboard boxes, the elevator car, illumination changes, sensor noise and
 exposure flicker — is synthetic compositing. Given the same seed, a scene renders the same frames.
 """
@@ -12,9 +15,12 @@ exposure flicker — is synthetic compositing. Given the same seed, a scene rend
 from __future__ import annotations
 
 import functools
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -57,6 +63,62 @@ def motorcycle_photo() -> Image:
     if img is None:  # pragma: no cover - scikit-image always ships it
         raise FileNotFoundError(path)
     return np.ascontiguousarray(img[40:480, 20:720])
+
+
+PHOTOS_DIR = Path(__file__).with_name("photos")
+LABELS_FILE = PHOTOS_DIR / "labels.json"
+
+
+@functools.cache
+def photo_labels() -> dict[str, list[dict[str, Any]]]:
+    """The hand-placed boxes of ``photos/labels.json``: file name -> objects (label, box, difficult)."""
+    data = json.loads(LABELS_FILE.read_text(encoding="utf-8"))
+    return {img["file"]: list(img["objects"]) for img in data["images"]}
+
+
+@functools.cache
+def labelled_photo(name: str) -> Image:
+    """A photograph of the labelled set, BGR: ``dog.jpg`` (from ``photos/``) or ``skimage:astronaut``."""
+    if name.startswith("skimage:"):
+        key = name.split(":", 1)[1]
+        if key == "motorcycle_left":
+            path = os.path.join(os.path.dirname(skimage.data.__file__), "motorcycle_left.png")
+            img = cv2.imread(path, cv2.IMREAD_COLOR)
+        else:
+            rgb = np.asarray(getattr(skimage.data, key)(), np.uint8)
+            img = cv2.cvtColor(rgb, cv2.COLOR_GRAY2BGR if rgb.ndim == 2 else cv2.COLOR_RGB2BGR)
+    else:
+        img = cv2.imread(str(PHOTOS_DIR / name), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f"photo {name!r} not found (looked in {PHOTOS_DIR} and scikit-image's data)")
+    return np.ascontiguousarray(img, np.uint8)
+
+
+def photo_object(name: str, label: str, margin: float = 0.02) -> Image:
+    """The first labelled (not difficult) ``label`` object of photo ``name``, cropped with a small margin."""
+    img = labelled_photo(name)
+    for obj in photo_labels()[name]:
+        if obj["label"] == label and not obj.get("difficult", False):
+            x1, y1, x2, y2 = obj["box"]
+            mx, my = round((x2 - x1) * margin), round((y2 - y1) * margin)
+            h, w = img.shape[:2]
+            return np.ascontiguousarray(img[max(0, y1 - my) : min(h, y2 + my), max(0, x1 - mx) : min(w, x2 + mx)])
+    raise KeyError(f"no {label!r} labelled in {name}")
+
+
+def bicycle_photo() -> Image:
+    """The bicycle of darknet's ``dog.jpg`` (a real photograph; the dog sits in front of its rear wheel)."""
+    return photo_object("dog.jpg", "bicycle")
+
+
+def pickup_photo() -> Image:
+    """The white pickup of darknet's ``dog.jpg`` (COCO class truck; NanoDet often says car)."""
+    return photo_object("dog.jpg", "truck")
+
+
+def dog_photo() -> Image:
+    """The dog of darknet's ``person.jpg``: a real non-bike object for the lift."""
+    return photo_object("person.jpg", "dog")
 
 
 def _texture(name: str) -> Image:
@@ -114,7 +176,7 @@ def cardboard_boxes(seed: int, w: int = 240, h: int = 180) -> Image:
 class Obstruction:
     """Something that arrives at ``arrive_s`` (sliding in over ``move_s``), stays, and leaves at ``leave_s``."""
 
-    kind: str  # "boxes" | "motorcycle"
+    kind: str  # "boxes" | "motorcycle" | "bicycle" | "pickup" | "dog"
     arrive_s: float
     leave_s: float
     move_s: float = 2.0
@@ -230,14 +292,25 @@ class Scene:
         elif t > ob.leave_s:  # slides out to the right
             frac = (t - ob.leave_s) / ob.move_s
             x = x + frac * (1.05 - x)
-        src = motorcycle_photo() if ob.kind == "motorcycle" else cardboard_boxes(self.seed)
-        paste(img, src, int(x * W), int(y * H), int(w * W), int(h * H))
+        paste(img, obstruction_image(ob.kind, self.seed), int(x * W), int(y * H), int(w * W), int(h * H))
 
     def frames(self, fps: float, duration_s: float, start_s: float = 0.0) -> Iterator[tuple[float, Image]]:
         n = round(duration_s * fps)
         for i in range(n):
             t = start_s + i / fps
             yield t, self.frame(t)
+
+
+def obstruction_image(kind: str, seed: int) -> Image:
+    """The picture of an :class:`Obstruction` kind."""
+    if kind == "boxes":
+        return cardboard_boxes(seed)
+    photos: dict[str, Callable[[], Image]] = {
+        "motorcycle": motorcycle_photo, "bicycle": bicycle_photo, "pickup": pickup_photo, "dog": dog_photo,
+    }  # fmt: skip
+    if kind not in photos:
+        raise ValueError(f"unknown obstruction kind {kind!r}; known: boxes, {', '.join(photos)}")
+    return photos[kind]()
 
 
 def fire_lane_background(seed: int, size: tuple[int, int] = SIZE) -> Image:
@@ -315,11 +388,41 @@ def light_change_scene(seed: int = 0) -> Scene:
     )
 
 
-def elevator_scene(seed: int = 0, *, ebike: bool, person: bool = True) -> Scene:
-    """An elevator car; with ``ebike`` a two-wheeler (real photograph) is wheeled in at t=4 s."""
-    obs = [Obstruction("motorcycle", 4.0, 60.0, move_s=1.5, rect=(0.18, 0.40, 0.62, 0.55))] if ebike else []
+#: Where each thing stands in the lift once wheeled in (x, y, w, h normalised; keeps the photo's aspect).
+ELEVATOR_RECTS: dict[str, tuple[float, float, float, float]] = {
+    "motorcycle": (0.18, 0.40, 0.62, 0.55),
+    "bicycle": (0.20, 0.34, 0.55, 0.64),
+    "boxes": (0.30, 0.50, 0.36, 0.46),
+    "dog": (0.34, 0.56, 0.30, 0.32),
+}
+
+
+def elevator_scene(seed: int = 0, *, ebike: bool = False, person: bool = True, thing: str | None = None) -> Scene:
+    """An elevator car; with ``ebike`` a two-wheeler (the Middlebury motorcycle photograph) is wheeled in at
+    t=4 s; ``thing`` names what is wheeled in instead: ``bicycle`` (dog.jpg's bicycle, the e-bike),
+    ``motorcycle``, ``boxes`` (a trolley-load of cardboard boxes) or ``dog`` (person.jpg's dog)."""
+    kind = thing or ("motorcycle" if ebike else None)
+    obs = [Obstruction(kind, 4.0, 60.0, move_s=1.5, rect=ELEVATOR_RECTS[kind])] if kind else []
     walkers = [Walker(1.0, cross_s=5.0, y=0.12, height=0.8)] if person else []
     return Scene(seed=seed, kind="elevator", obstructions=obs, walkers=walkers)
+
+
+def fire_lane_vehicle_scene(seed: int = 0, *, arrive_s: float = 10.0, stay_s: float = 150.0) -> Scene:
+    """A pickup (dog.jpg's, a real photograph) drives into the lane from the right, parks ``stay_s``, leaves."""
+    return Scene(
+        seed=seed,
+        kind="fire_lane",
+        obstructions=[Obstruction("pickup", arrive_s, arrive_s + stay_s, move_s=3.0, rect=(0.28, 0.52, 0.44, 0.33))],
+    )
+
+
+def fire_lane_drive_through_scene(seed: int = 0, *, every_s: float = 20.0, n: int = 3) -> Scene:
+    """The pickup drives through the lane (enters, pauses 1 s, leaves) every ``every_s``: never parked."""
+    obs = [
+        Obstruction("pickup", 2.0 + i * every_s, 2.0 + i * every_s + 1.0, move_s=3.0, rect=(0.28, 0.52, 0.44, 0.33))
+        for i in range(n)
+    ]
+    return Scene(seed=seed, kind="fire_lane", obstructions=obs)
 
 
 def write_video(scene: Scene, path: str | os.PathLike[str], *, fps: float, duration_s: float) -> int:

@@ -16,6 +16,8 @@ from contract.messages import CommandAck, Event, Message, TelemetryBatch
 class FakeOutbox:
     """In-memory stand-in for edge.uplink.Outbox (unit tests only)."""
 
+    epoch = 1_764_000_000_000
+
     def __init__(self) -> None:
         self.messages: list[Message] = []
         self._seq = 0

@@ -53,6 +53,8 @@ async def test_ebike_video_event_is_reported_and_holds_the_doors(tmp_path: Path)
                                          severity="major", observed_at=now))
         await agent.linkage.drain()
         assert [e.active for e in outbox.events("elevator.ebike_detected")] == [True, False]
+        # raise and clear of one rule (zone) share one stable key: one signal on both sides
+        assert [e.key for e in outbox.events("elevator.ebike_detected")] == ["elevator.ebike_detected@car"] * 2
         await wait_for(lambda: len(outbox.events("linkage.action")) == 2, what="release")
         assert await server.get(1, "hr", 100) == [3]
     agent.store.close()

@@ -21,7 +21,7 @@ def test_demo_compound() -> None:
     by_profile = Counter(d.profile for d in lay.devices)
     assert len(lay.buildings) == 6 and all(b.floors == 18 for b in lay.buildings)
     assert by_profile == {"gst-fp200": 6, "acme-em200": 12, "acme-dc100": 6 * 19, "acme-sd10": 6 * 36,
-                          "generic-ipc-analytics": 2 + 12}
+                          "generic-ipc-analytics": 2, "generic-ipc-elevator": 12}
     assert len(lay.devices) >= 300
     assert all(ID.match(d.id) for d in lay.devices)
     assert sorted(lay.gateways) == [f"b{i}-gw" for i in range(1, 7)]

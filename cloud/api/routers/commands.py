@@ -23,7 +23,10 @@ class CommandIn(StrictModel):
     device_id: str
     command: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     args: dict[str, bool | int | float | str] = Field(default_factory=dict)
-    ack_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    ack_timeout_s: float | None = Field(
+        default=None, gt=0, le=3600, description="how long to wait for the gateway's answer; default: the device "
+        "profile's command timeout plus a transit margin. An answer after it is still recorded (<outcome>_late)"
+    )
     retry_safe: bool | None = Field(
         default=None, description="may be re-sent on no answer; default: the profile command's safe_to_retry")
     max_attempts: int = Field(default=1, ge=1, le=10)
@@ -41,7 +44,7 @@ async def issue(
                 command=body.command,
                 args=dict(body.args),
                 actor=user.username,
-                ack_timeout=timedelta(seconds=body.ack_timeout_s),
+                ack_timeout=timedelta(seconds=body.ack_timeout_s) if body.ack_timeout_s is not None else None,
                 retry_safe=body.retry_safe,
                 max_attempts=body.max_attempts,
             )

@@ -222,3 +222,43 @@ async def telemetry(
         point,
         min(max(limit, 1), 10_000),
     )
+
+
+_QUALITY_NAME = "CASE quality WHEN 0 THEN 'good' WHEN 1 THEN 'uncertain' ELSE 'bad' END"
+
+
+@router.get("/telemetry/{device_id}/samples", tags=["telemetry"],
+            summary="Raw samples of one device, numeric and text-valued (enum states, strings), newest first")
+async def telemetry_samples(
+    device_id: str,
+    conn: Conn,
+    _: Annotated[Principal, Depends(require("telemetry.read"))],
+    point: str | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Each sample as stored: ``value`` (numbers and booleans) or ``value_text`` (enum states and other
+    text), and its ``quality`` — a value that did not convert to its point's type is ``bad``."""
+    return await _rows(
+        conn,
+        f"SELECT ts, point, value, value_text, {_QUALITY_NAME} AS quality FROM telemetry WHERE device_id = %s "
+        "AND (%s::text IS NULL OR point = %s) ORDER BY ts DESC LIMIT %s",
+        device_id,
+        point,
+        point,
+        min(max(limit, 1), 10_000),
+    )
+
+
+@router.get("/telemetry/{device_id}/latest", tags=["telemetry"],
+            summary="The latest sample of every point of one device (numeric or text), with its quality")
+async def telemetry_latest(
+    device_id: str,
+    conn: Conn,
+    _: Annotated[Principal, Depends(require("telemetry.read"))],
+) -> list[dict[str, Any]]:
+    return await _rows(
+        conn,
+        f"SELECT DISTINCT ON (point) point, ts, value, value_text, {_QUALITY_NAME} AS quality FROM telemetry "
+        "WHERE device_id = %s ORDER BY point, ts DESC",
+        device_id,
+    )

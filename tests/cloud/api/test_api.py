@@ -61,6 +61,8 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
         {"admin", "installer"},
     ),
     ("GET", "/api/telemetry/door1", None, {"admin", "pm", "installer"}),
+    ("GET", "/api/telemetry/door1/latest", None, {"admin", "pm", "installer"}),
+    ("GET", "/api/telemetry/door1/samples", None, {"admin", "pm", "installer"}),
     ("GET", "/api/alarms", None, {"admin", "pm", "worker1"}),
     ("POST", "/api/alarms/1/comments", {"text": "on my way"}, {"admin", "pm", "worker1"}),
     ("POST", "/api/alarms/1/assign", {"assignee": "worker1"}, {"admin", "pm"}),
@@ -235,3 +237,22 @@ async def test_ws_refuses_bad_token_and_installer(backend):
     with pytest.raises(websockets.exceptions.WebSocketException):
         async with websockets.connect(f"ws://127.0.0.1:{port}/api/ws?token={token}") as ws:
             await asyncio.wait_for(ws.recv(), 5)
+
+
+async def test_text_valued_telemetry_is_readable(backend, db):
+    """Enum states and other text travel in value_text: the raw endpoints return them with their quality."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("SELECT xq_ensure_telemetry_partition(now()::date)")
+        conn.execute(
+            "INSERT INTO telemetry (ts, device_id, point, value, value_text, quality) VALUES "
+            "(now() - interval '2 s', 'door1', 'lock.mode', NULL, 'normal', 0), "
+            "(now() - interval '1 s', 'door1', 'lock.mode', NULL, 'released', 0), "
+            "(now(), 'door1', 'battery_pct', NULL, 'E1', 2)"
+        )
+    async with httpx.AsyncClient(base_url=backend.base_url) as client:
+        headers = await login(client, "pm")
+        latest = (await client.get("/api/telemetry/door1/latest", headers=headers)).json()
+        assert {(r["point"], r["value"], r["value_text"], r["quality"]) for r in latest} == {
+            ("lock.mode", None, "released", "good"), ("battery_pct", None, "E1", "bad")}
+        samples = (await client.get("/api/telemetry/door1/samples?point=lock.mode", headers=headers)).json()
+        assert [r["value_text"] for r in samples] == ["released", "normal"]

@@ -144,15 +144,23 @@ async def test_unacknowledged_command_is_retried_then_times_out(db, pool, rules,
         )
     await engine.send([cid])
     assert len(sent) == 1
-    clock.advance(11)
+    # The backend waits what the elevator's profile says fire_recall takes, plus the transit margin.
+    wait = engine.command_timeouts.ack_timeout("acme-em200", "fire_recall")
+    assert rows(db, "SELECT ack_timeout_s FROM commands") == [(wait.total_seconds(),)]
+    clock.advance(wait.total_seconds() - 1)
+    await engine.tick()
+    assert len(sent) == 1
+    clock.advance(2)
     await engine.tick()
     assert len(sent) == 2  # re-sent with the same id
     assert {json.loads(p)["id"] for _, p in sent} == {str(cid)}
-    clock.advance(11)
+    clock.advance(wait.total_seconds() + 1)
     await engine.tick()
     assert rows(db, "SELECT state, attempts FROM commands") == [("timed_out", 2)]
-    # A late real outcome still wins over our time-out.
+    # A late real outcome is recorded, not thrown away, with both times.
     with psycopg.connect(db, autocommit=True) as conn:
         aid = insert_ack(conn, str(cid), "elev1", "succeeded")
     await engine.handle_acks([aid])
-    assert rows(db, "SELECT state FROM commands") == [("succeeded",)]
+    assert rows(db, "SELECT state, timed_out_at IS NOT NULL, answered_at IS NOT NULL FROM commands") == [
+        ("succeeded_late", True, True)
+    ]

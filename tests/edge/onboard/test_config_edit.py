@@ -1,5 +1,6 @@
 """`xiaoqu onboard add`: the device is appended, validated, and nothing else in the file changes."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,23 @@ def test_cli_add(config: Path) -> None:
     assert again.returncode == 1
     assert "already configured" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_add_uses_the_configs_profiles_dir_and_keeps_null(config: Path) -> None:
+    """The gateway's own profile folder is where `onboard add` finds a local profile; `metrics_port: null`
+    (metrics off) stays null instead of becoming an empty value."""
+    local = config.parent / "profiles"
+    local.mkdir()
+    vendor = Path(__file__).resolve().parents[3] / "device_profiles" / "gas_detector" / "tianlan-gv40.yaml"
+    (local / "local-gas.yaml").write_text(
+        vendor.read_text(encoding="utf-8").replace("id: tianlan-gv40", "id: local-gas"), encoding="utf-8")
+    text = config.read_text(encoding="utf-8").replace("\nmetrics_port: 9108", "\nmetrics_port: null")
+    shipped = vendor.parents[1]  # profiles_dir replaces the shipped folder: name both
+    config.write_text(f"profiles_dir: [./profiles, {shipped}]\n{text}", encoding="utf-8")
+    entry = DeviceEntry(device_id="b3-gas-1801", profile="local-gas", building="B3", unit="1801",
+                        connection={"kind": "mqtt"})
+    add_device(config, entry)
+    after = config.read_text(encoding="utf-8")
+    assert re.search(r"^metrics_port: null\b", after, re.MULTILINE) and "b3-gas-1801" in after
+    cfg, catalog = load_config(config)
+    assert cfg.metrics_port is None and "local-gas" in catalog

@@ -17,6 +17,12 @@ _spec.loader.exec_module(helpers)
 
 
 @pytest.fixture(scope="session")
+def nanodet() -> Detector:
+    """The real shipped NanoDet-g-416, configured as in the shipped camera profile (labels, thresholds)."""
+    return load_detector(helpers.profile_detector_spec())
+
+
+@pytest.fixture(scope="session")
 def person_detector() -> Detector:
     """The real shipped ONNX person model."""
     return load_detector(DetectorSpec())

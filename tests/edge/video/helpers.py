@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device_profiles.camera import CameraSpec
+from device_profiles.camera import CameraSpec, DetectorSpec
 from edge.video.base import Detection, Frame, VideoEvent
 from edge.video.detectors import Detector
 from edge.video.evidence import EvidenceStore
@@ -16,6 +16,15 @@ from edge.video.pipeline import FramePipeline
 from simulators.camera import Scene
 
 BASE = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday, 20:00 in Asia/Shanghai
+
+
+def profile_detector_spec(profile: str = "generic-ipc-analytics") -> DetectorSpec:
+    """The detector section of a shipped camera profile (NanoDet with the shipped per-class thresholds)."""
+    from device_profiles import load_catalog
+
+    camera = load_catalog().get(profile).camera
+    assert camera is not None
+    return camera.detector
 
 
 def spec(rules: list[dict[str, object]], **extra: object) -> CameraSpec:

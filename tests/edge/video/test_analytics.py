@@ -74,3 +74,23 @@ async def test_unreachable_camera_is_offline_and_stop_returns(tmp_path, person_d
     await analytics.stop()
     await asyncio.wait_for(task, timeout=15)
     assert [e.kind for e in got] == ["camera.offline"]
+
+
+async def test_shipped_elevator_profile_raises_the_ebike_alarm_by_class(tmp_path):
+    """The catalog's lift-camera profile as shipped (NanoDet loaded by VideoAnalytics itself), a video file
+    of dog.jpg's bicycle wheeled into the car: one e-bike alarm naming the bicycle."""
+    from device_profiles import load_catalog
+    from simulators.camera import elevator_scene
+
+    shipped = load_catalog().get("generic-ipc-elevator").camera
+    assert shipped is not None and shipped.detector.model == "builtin:nanodet"
+    video = tmp_path / "car.avi"
+    write_video(elevator_scene(seed=12, thing="bicycle"), video, fps=5, duration_s=14)
+    spec = shipped.model_copy(update={"source": shipped.source.model_copy(
+        update={"kind": "file", "url": str(video), "realtime": False})})  # fmt: skip
+    got: list[VideoEvent] = []
+    analytics = VideoAnalytics("cam-lift", spec, got.append, tmp_path / "snaps")
+    await asyncio.wait_for(analytics.run(), timeout=120)
+    assert [e.kind for e in got] == ["elevator.ebike_detected"]
+    assert got[0].detail["object"] == "bicycle" and got[0].detail["method"] == "detection"
+    assert got[0].linkage == ["hold_doors", "voice_warning"]

@@ -4,6 +4,7 @@ import urllib.request
 
 import cv2
 import numpy as np
+import pytest
 
 from simulators.camera import MjpegCamera, Obstruction, Scene, elevator_scene, fire_lane_blockage_scene, write_video
 
@@ -52,3 +53,25 @@ def test_scene_written_to_a_video_file_reads_back(tmp_path):
         count += 1
     cap.release()
     assert n == count == 15
+
+
+def test_every_compound_camera_scene_renders_and_the_photo_scenes_show_their_photos():
+    import simulators.camera as cam_mod
+    from simulators.camera.scenes import ELEVATOR_RECTS, bicycle_photo, pickup_photo
+    from simulators.compound import CAMERA_SCENES, SimCamera
+
+    sim = SimCamera.__new__(SimCamera)  # the scene switch only, without its MJPEG server
+    sim._mod, sim.seed = cam_mod, 3
+    for name in CAMERA_SCENES:
+        sim.set_scene(name)
+        assert sim.scene_name == name and sim._scene.frame(12.0).shape == (360, 640, 3)
+    # the e-bike scene pastes dog.jpg's bicycle where ELEVATOR_RECTS says, the car scene dog.jpg's pickup
+    sim.set_scene("ebike")
+    x, y, w, h = ELEVATOR_RECTS["bicycle"]
+    x0, y0, pw, ph = int(x * 640), int(y * 360), int(w * 640), int(h * 360)
+    patch = sim._scene.frame(12.0)[y0 + 5 : y0 + ph - 5, x0 + 5 : x0 + pw - 5].astype(int)
+    ref = cv2.resize(bicycle_photo(), (pw, ph), interpolation=cv2.INTER_AREA)[5:-5, 5:-5].astype(int)
+    assert np.abs(patch - ref).mean() < 12  # the photo, up to sensor noise
+    assert pickup_photo().shape[1] > pickup_photo().shape[0] * 2  # the pickup crop (231x97 px) from the hand box
+    with pytest.raises(ValueError, match="fire_lane_car"):
+        sim.set_scene("nope")
