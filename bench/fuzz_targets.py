@@ -260,7 +260,7 @@ class ProfileChecker:
         except UnicodeEncodeError:
             return None
         try:
-            for profile in load_catalog([self.folder]):
+            for profile in load_catalog([self.folder], shipped=False):  # the input alone, as `profile validate`
                 _compile(profile)
         except ProfileError as exc:
             if not exc.issues:
