@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup lint install clean-venv
+.PHONY: demo test setup lint install clean-venv check-arm64
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,11 @@ setup:
 test: setup
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q
+
+# The gateway on an emulated Raspberry Pi (Debian bookworm arm64, qemu-user); root; cached root in
+# /var/cache/xiaoqu-arm64 (see packaging/arm64/check.sh).
+check-arm64: $(STAMP)
+	packaging/arm64/check.sh
 
 clean-venv:
 	rm -rf $(VENV)

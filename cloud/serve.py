@@ -114,6 +114,8 @@ class Backend:
                 log_level="warning",
                 lifespan="off",
                 ws="websockets-sansio",
+                # Open WebSockets (a console kept open all day) must not hold a stop forever.
+                timeout_graceful_shutdown=5,
             )
         )
         ready, relaying = asyncio.Event(), asyncio.Event()

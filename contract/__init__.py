@@ -8,6 +8,7 @@ from contract.codec import decode, encode
 from contract.errors import ContractError, MalformedMessage, TopicError, UnsupportedVersion
 from contract.messages import (
     CONTRACT_VERSION,
+    PROBE_COMMAND,
     Command,
     CommandAck,
     DeviceInfo,
@@ -19,6 +20,7 @@ from contract.messages import (
     Location,
     Message,
     PointSample,
+    ProbePoint,
     Receipt,
     TelemetryBatch,
 )
@@ -26,6 +28,7 @@ from contract.topics import Topic, TopicKind
 
 __all__ = [
     "CONTRACT_VERSION",
+    "PROBE_COMMAND",
     "Command",
     "CommandAck",
     "ContractError",
@@ -39,6 +42,7 @@ __all__ = [
     "MalformedMessage",
     "Message",
     "PointSample",
+    "ProbePoint",
     "Receipt",
     "StrictModel",
     "TelemetryBatch",

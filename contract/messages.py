@@ -8,7 +8,8 @@ sent).
 Version 2 added, over version 1: ``Event.key`` (what identifies an alarm at the device, e.g. one zone of
 a panel) and ``Event.location`` (the zone's place when it is not the device's), ``epoch`` on every
 message, the downlink ``Receipt`` (the backend committed these messages) and ``GatewayConfigPush``
-(a gateway's configuration from the backend), and the applied config version on the gateway's state.
+(a gateway's configuration from the backend), the applied config version on the gateway's state, and the
+gateway's own probe command (:data:`PROBE_COMMAND`) whose per-point results ride on ``CommandAck.probe``.
 Version 1 messages are still accepted and upgraded by :func:`contract.codec.upgrade_v1` (``docs/ARCHITECTURE.md``).
 """
 
@@ -155,9 +156,28 @@ class Command(Envelope):
     origin: str | None = Field(default=None, description="who or what issued it, for the audit log")
 
 
+PROBE_COMMAND = "gateway.probe"
+"""``Command.command`` of the gateway's own probe: read every point of the device once and answer with the
+results in :attr:`CommandAck.probe`. Handled by the gateway itself, never sent to the device; a profile
+command cannot have this name (profile command names have no dot). No arguments."""
+
+
 CommandStatus = Literal["succeeded", "failed", "timed_out", "rejected", "expired", "refused"]
 """``rejected``: the gateway refused it (unknown device/command, bad arguments); ``refused``: the device
 answered that it will not do it (e.g. a valve that stays shut while its gas alarm is active)."""
+
+
+class ProbePoint(StrictModel):
+    """One point of a probed device: what was read and decoded, and why not when it failed."""
+
+    name: Name = Field(description="the profile's point name")
+    label: str | None = Field(default=None, max_length=128, description="the profile's label (e.g. 火警)")
+    source: str = Field(max_length=512, description="where it was read: 'holding 40 float32 CDAB', 'topic $.path'")
+    value: Scalar | None = Field(default=None, description="the decoded value; null when it could not be read")
+    shown: str = Field(default="", max_length=128, description="the value at the point's display precision")
+    unit: str | None = Field(default=None, max_length=32)
+    ok: bool
+    reason: str | None = Field(default=None, max_length=512, description="why it failed (absent when ok)")
 
 
 class CommandAck(Envelope):
@@ -169,6 +189,11 @@ class CommandAck(Envelope):
     status: CommandStatus
     reason: str | None = None
     detail: dict[str, Scalar] = Field(default_factory=dict)
+    probe: list[ProbePoint] | None = Field(
+        default=None, max_length=2000,
+        description=f"the answer to a {PROBE_COMMAND!r} command: one entry per point of the device's profile; "
+        "absent for every other command",
+    )
 
 
 class Receipt(Envelope):

@@ -217,11 +217,22 @@ def load_catalog(paths: Iterable[Path] | None = None, *, shipped: bool = True) -
     roots = ([SHIPPED_DIR] if shipped else []) + list(paths or [])
     files: list[Path] = []
     seen: set[Path] = set()
+    shipped_copies: set[bytes] = set()
+    shipped_root = SHIPPED_DIR.resolve()
     for f in iter_profile_files(roots):
         key = f.resolve()
-        if key not in seen:  # the shipped folder named again, or a file inside it: loaded once
-            seen.add(key)
-            files.append(f)
+        if key in seen:  # the shipped folder named again, or a file inside it: loaded once
+            continue
+        seen.add(key)
+        try:
+            content = f.read_bytes()
+        except OSError:
+            content = b""  # unreadable: load_profile below reports it with the path
+        if shipped and key.is_relative_to(shipped_root):
+            shipped_copies.add(content)
+        elif content and content in shipped_copies:
+            continue  # a byte-identical copy of a shipped profile (a source checkout beside the installed package)
+        files.append(f)
     issues: list[Issue] = []
     profiles: list[Profile] = []
     sources: dict[str, str] = {}

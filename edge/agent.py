@@ -4,7 +4,10 @@
     MQTT bridge      ─┼─▶ DeviceRules ─▶ Emitter ─▶ Outbox ┴─▶ Uplink ─▶ broker
     video analytics  ─┘      (events, telemetry by exception, batches)
 
-Commands from the backend arrive through the uplink (``on_command``) and go to :class:`CommandService`.
+Commands from the backend arrive through the uplink (``on_command``) and go to :class:`CommandService`;
+config pushed by the backend (``on_config``) is validated and applied while running (:meth:`apply_config`):
+pollers, bridges and cameras whose devices changed are rebuilt, the rest runs on (docs/edge.md).
+Under systemd the agent announces READY=1 and pings the watchdog while every part makes progress.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from contract.messages import DeviceInfo, EvidenceRef, GatewayState
-from device_profiles import Catalog, CompiledProfile
+from contract.messages import DeviceInfo, EvidenceRef, GatewayConfigPush, GatewayState
+from device_profiles import Catalog, CompiledProfile, ProfileError
 from device_profiles.read_plan import plan_reads
+from device_profiles.schema import Profile
 from edge.bridge import BridgedDevice, MqttBridge
 from edge.commands import CommandExecutor, CommandService, ModbusTarget, MqttTarget, SeenStore
 from edge.config import (
@@ -35,7 +40,9 @@ from edge.health import GatewayMetrics, HealthSources, build_health
 from edge.linkage import LinkageDevice, LinkageEngine
 from edge.modbus import BusPoller, PolledDevice, PollStats
 from edge.modbus.registry import LINKS, bus_key
+from edge.remote_config import LastGood, label, load_last_good, parse_document, sha256_text
 from edge.rules import Clock, DeviceRules, EmittedEvent, Emitter, OutboxLike, SystemClock, TelemetryBatcher
+from edge.watchdog import Heartbeat, Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +65,28 @@ def video_key(event_type: str, rule: str) -> str:
     return f"{event_type}@{rule}"
 
 
+# What identifies a device's running state: its config entry, its profile and the rules' debounce. A device
+# whose signature is unchanged by a new config keeps its DeviceRules (values, active alarms, liveness).
+_DeviceSig = tuple[DeviceConfig, Profile, float]
+
+
+@dataclass(eq=False)
+class _Part:
+    """One running unit built from the config: a Modbus bus poller, an MQTT bridge or a camera."""
+
+    key: str
+    runner: Any  # BusPoller | MqttBridge | edge.video.VideoAnalytics
+    signature: tuple[Any, ...]
+    task: asyncio.Task[None] | None = None
+    retired: bool = False
+
+
+@dataclass
+class _UplinkProgress:
+    acked: int = -1
+    since: float = 0.0
+
+
 class GatewayAgent:
     def __init__(
         self,
@@ -68,10 +97,27 @@ class GatewayAgent:
         clock: Clock | None = None,
         with_uplink: bool = True,
         with_video: bool = True,
+        notifier: Notifier | None = None,
+        watchdog_grace_s: float = 10.0,
+        use_last_good: bool = True,
     ) -> None:
+        self.base_config = config  # the local file: what a pushed document is merged over
+        self.base_catalog = catalog
+        self.config_version: int | None = None
+        self.config_error: str | None = None
+        self.last_good = LastGood(Path(config.outbox.path).parent / "remote-config")
+        if use_last_good:
+            loaded = load_last_good(self.last_good, config, catalog)
+            if loaded is not None:
+                config, catalog, self.config_version = loaded
+                logger.info("running the last good pushed config v%d (%d devices)", self.config_version,
+                            len(config.devices))
         self.config = config
         self.catalog = catalog
         self.clock: Clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        self.watchdog_grace_s = watchdog_grace_s
+        self._with_video = with_video
         self._own_outbox = outbox is None
         if outbox is None:
             from edge.uplink import Outbox
@@ -82,13 +128,15 @@ class GatewayAgent:
         t = config.telemetry
         self.batcher = TelemetryBatcher(self.emitter, self.clock, max_points=t.max_points_per_batch, flush_s=t.flush_s)
         self.rules: dict[str, DeviceRules] = {}
+        self._device_sigs: dict[str, _DeviceSig] = {}
         self.poll_stats = PollStats()
-        self.pollers: list[BusPoller] = []
-        self.bridges: list[MqttBridge] = []
+        self.parts: dict[str, _Part] = {}
         self.executor = CommandExecutor(config.command_timeout_s)
-        self.cameras: list[Any] = []
         self._mqtt_rules: list[DeviceRules] = []
-        self._build_devices(with_video)
+        self._retired_requests = 0
+        self._bridge_seq = 0
+        self._running = False
+        self._build_parts()
         self.store = SeenStore(Path(config.outbox.path).parent / "commands_seen.sqlite3")
         self.commands = CommandService(self.executor, self.emitter, self.store, self.clock)
         self.linkage = LinkageEngine(config.linkage, self._linkage_devices(), self.executor, self.emitter, self.clock)
@@ -101,74 +149,150 @@ class GatewayAgent:
 
             assert isinstance(outbox, Outbox), "the uplink drains a real Outbox"
             self.uplink = Uplink(config.uplink, site=config.site, gateway_id=config.gateway_id, outbox=outbox,
-                                 birth=self.birth, on_command=self.commands.handle)
+                                 birth=self.birth, on_command=self.commands.handle, on_config=self.on_config_push)
             self.emitter.set_wake(self.uplink.wake)
         self.metrics = GatewayMetrics(HealthSources(
             outbox=outbox,
             uplink_connected=lambda: bool(self.uplink is not None and self.uplink.connected),
             devices_online=self.devices_online,
             poll_latencies_s=lambda: list(self.poll_stats.latencies_s),
-            modbus_requests=lambda: sum(p.link.requests_total for p in self.pollers),
+            modbus_requests=lambda: self._retired_requests + sum(p.link.requests_total for p in self.pollers),
+            config_version=lambda: self.config_version,
         ))
         self.poll_stats.observers.append(self.metrics.poll_latency.observe)
         self.emitter.add_listener(self._count_event)
         self.commands.observers.append(lambda status: self.metrics.commands.labels(status).inc())
         self._stop = asyncio.Event()
         self.metrics_port: int | None = None
+        self.ticker_heartbeat = Heartbeat("rules ticker", self.clock.monotonic)
+        self._core_tasks: dict[str, asyncio.Task[None]] = {}
+        self._uplink_task: asyncio.Task[None] | None = None
+        self._config_lock = asyncio.Lock()
+        self._config_tasks: set[asyncio.Task[bool]] = set()
+        self._uplink_progress = _UplinkProgress()
+        self.ready = False
+        self.wedged_parts: list[str] = []
 
     # --- construction --------------------------------------------------------------------------------------
-    def _device_rules(self, d: DeviceConfig, profile: CompiledProfile) -> DeviceRules:
-        rules = DeviceRules(d.id, profile, self.emitter, self.batcher, self.clock,
-                            offline_after_s=d.offline_after_s, debounce_s=self.config.telemetry.debounce_s,
-                            zones=d.zone_locations())
-        self.rules[d.id] = rules
-        return rules
+    @property
+    def pollers(self) -> list[BusPoller]:
+        return [p.runner for p in self.parts.values() if isinstance(p.runner, BusPoller)]
 
-    def _build_devices(self, with_video: bool) -> None:
-        buses: dict[str, tuple[ModbusTcpConnection | ModbusRtuConnection, list[PolledDevice], float]] = {}
-        mqtt: dict[str, list[BridgedDevice]] = {}
+    @property
+    def bridges(self) -> list[MqttBridge]:
+        return [p.runner for p in self.parts.values() if isinstance(p.runner, MqttBridge)]
+
+    @property
+    def cameras(self) -> list[Any]:
+        return [p.runner for p in self.parts.values() if p.key.startswith("camera:")]
+
+    def _device_sig(self, d: DeviceConfig) -> _DeviceSig:
+        return (d, self.catalog.get(d.profile), self.config.telemetry.debounce_s)
+
+    def _rules_for(self, d: DeviceConfig) -> DeviceRules:
+        """The device's rules: kept when its signature is unchanged (state and active alarms survive)."""
+        old = self.rules.get(d.id)
+        if old is not None and self._device_sigs.get(d.id) == self._device_sig(d):
+            return old
+        return DeviceRules(d.id, CompiledProfile(self.catalog.get(d.profile)), self.emitter, self.batcher, self.clock,
+                           offline_after_s=d.offline_after_s, debounce_s=self.config.telemetry.debounce_s,
+                           zones=d.zone_locations())
+
+    def _desired_parts(self) -> dict[str, list[DeviceConfig]]:
+        """Devices grouped into parts: one poller per Modbus connection/bus, one bridge per broker, cameras."""
+        parts: dict[str, list[DeviceConfig]] = {}
         for d in self.config.devices:
-            profile = CompiledProfile(self.catalog.get(d.profile))
-            rules = self._device_rules(d, profile)
             conn = d.connection
             if isinstance(conn, ModbusTcpConnection | ModbusRtuConnection):
-                settings = profile.profile.modbus
-                interval = d.poll_interval_s or (settings.poll_interval_s if settings else 1.0)
-                timeout = settings.timeout_s if settings else 1.0
-                polled = PolledDevice(d.id, conn.unit, plan_reads(profile.points, settings), interval, rules)
-                key = bus_key(conn)
-                first, devices, t_max = buses.get(key, (conn, [], 0.0))
-                devices.append(polled)
-                buses[key] = (first, devices, max(t_max, timeout))
+                key = f"modbus:{bus_key(conn)}"
             elif isinstance(conn, MqttConnection):
-                url = conn.broker or self.config.uplink.url
-                mqtt.setdefault(url, []).append(BridgedDevice(d.id, profile, rules))
-                self._mqtt_rules.append(rules)
-            elif isinstance(conn, CameraConnection):
-                self.executor.add(d.id, profile, None)
-                if with_video:
-                    self._add_camera(d.id, profile, conn)
-        p = self.config.polling
-        for key, (conn, devices, timeout) in buses.items():
-            link = LINKS[conn.kind](conn, timeout)
-            poller = BusPoller(link, devices, self.clock, backoff_initial_s=p.backoff_initial_s,
-                               backoff_max_s=p.backoff_max_s, stats=self.poll_stats)
-            self.pollers.append(poller)
-            for dev in devices:
-                self.executor.add(dev.device_id, dev.rules.profile, ModbusTarget(poller, dev.unit))
-            logger.info("poller %s: %d device(s)", key, len(devices))
-        for url, bridged in mqtt.items():
+                key = f"mqtt:{conn.broker or self.config.uplink.url}"
+            else:
+                key = f"camera:{d.id}"
+            parts.setdefault(key, []).append(d)
+        return parts
+
+    def _part_signature(self, key: str, devices: list[DeviceConfig]) -> tuple[Any, ...]:
+        sig: tuple[Any, ...] = tuple(self._device_sig(d) for d in devices)
+        if key.startswith("modbus:"):
+            sig += (self.config.polling,)
+        elif key.startswith("mqtt:"):
+            sig += (self.config.uplink.username, self.config.uplink.password)
+        return sig
+
+    def _build_parts(self) -> tuple[list[_Part], list[_Part]]:
+        """Bring ``self.parts`` in line with ``self.config``; return (new parts, retired parts).
+
+        A part whose devices, profiles and settings are all unchanged keeps running untouched; a device whose
+        own entry and profile are unchanged keeps its rules even when its part is rebuilt.
+        """
+        self.rules = {d.id: self._rules_for(d) for d in self.config.devices}
+        self._device_sigs = {d.id: self._device_sig(d) for d in self.config.devices}
+        self.executor.devices.clear()
+        added: list[_Part] = []
+        kept: dict[str, _Part] = {}
+        for key, devices in self._desired_parts().items():
+            signature = self._part_signature(key, devices)
+            part = self.parts.get(key)
+            if part is None or part.signature != signature:
+                part = self._new_part(key, devices, signature)
+                if part is None:
+                    continue
+                added.append(part)
+            kept[key] = part
+        retired = [p for k, p in self.parts.items() if kept.get(k) is not p]
+        self._mqtt_rules = []
+        for part in kept.values():
+            runner = part.runner
+            if isinstance(runner, BusPoller):
+                for dev in runner.devices:
+                    self.executor.add(dev.device_id, dev.rules.profile, ModbusTarget(runner, dev.unit))
+            elif isinstance(runner, MqttBridge):
+                for b in runner.devices.values():
+                    self._mqtt_rules.append(b.rules)
+                    self.executor.add(b.device_id, b.profile, MqttTarget(runner))
+        for d in self.config.devices:  # cameras (also when video is off) take no commands
+            if isinstance(d.connection, CameraConnection):
+                self.executor.add(d.id, self.rules[d.id].profile, None)
+        self.parts = kept
+        return added, retired
+
+    def _new_part(self, key: str, devices: list[DeviceConfig], signature: tuple[Any, ...]) -> _Part | None:
+        conn = devices[0].connection
+        if isinstance(conn, ModbusTcpConnection | ModbusRtuConnection):
+            polled: list[PolledDevice] = []
+            t_max = 0.0
+            for d in devices:
+                rules = self.rules[d.id]
+                settings = rules.profile.profile.modbus
+                interval = d.poll_interval_s or (settings.poll_interval_s if settings else 1.0)
+                t_max = max(t_max, settings.timeout_s if settings else 1.0)
+                assert isinstance(d.connection, ModbusTcpConnection | ModbusRtuConnection)
+                polled.append(PolledDevice(d.id, d.connection.unit, plan_reads(rules.profile.points, settings),
+                                           interval, rules))
+            p = self.config.polling
+            poller = BusPoller(LINKS[conn.kind](conn, t_max), polled, self.clock, backoff_initial_s=p.backoff_initial_s,
+                               backoff_max_s=p.backoff_max_s, stats=self.poll_stats, request_timeout_s=t_max)
+            logger.info("poller %s: %d device(s)", key.removeprefix("modbus:"), len(polled))
+            return _Part(key, poller, signature)
+        if isinstance(conn, MqttConnection):
+            url = conn.broker or self.config.uplink.url
             same = url == self.config.uplink.url
-            bridge = MqttBridge(url, bridged, self.clock,
-                                client_id=f"xq-gw-{self.config.gateway_id}-dev{len(self.bridges)}",
+            bridged = [BridgedDevice(d.id, self.rules[d.id].profile, self.rules[d.id]) for d in devices]
+            client_id = f"xq-gw-{self.config.gateway_id}-dev{self._bridge_seq}"
+            bridge = MqttBridge(url, bridged, self.clock, client_id=client_id,
                                 username=self.config.uplink.username if same else None,
                                 password=self.config.uplink.password if same else None)
-            self.bridges.append(bridge)
             bridge.on_late_result = lambda dev, cid, out: self.commands.late_result(dev, cid, out.status, out.reason)
-            for b in bridged:
-                self.executor.add(b.device_id, b.profile, MqttTarget(bridge))
+            self._bridge_seq += 1
+            return _Part(key, bridge, signature)
+        assert isinstance(conn, CameraConnection)
+        if not self._with_video:
+            return None
+        camera = self._add_camera(devices[0].id, self.rules[devices[0].id].profile, conn)
+        return _Part(key, camera, signature)
 
-    def _add_camera(self, device_id: str, profile: CompiledProfile, conn: CameraConnection) -> None:
+    def _add_camera(self, device_id: str, profile: CompiledProfile, conn: CameraConnection) -> Any:
         from edge.video import VideoAnalytics
 
         spec = profile.profile.camera
@@ -176,7 +300,7 @@ class GatewayAgent:
         if conn.source_url:
             spec = spec.model_copy(update={"source": spec.source.model_copy(update={"url": conn.source_url})})
         snapshots = self.config.snapshot_dir or Path(self.config.outbox.path).parent / "snapshots"
-        self.cameras.append(VideoAnalytics(device_id, spec, self._on_video_event, snapshots / device_id))
+        return VideoAnalytics(device_id, spec, self._on_video_event, snapshots / device_id)
 
     def _build_evidence(self) -> None:
         ev = self.config.evidence
@@ -215,8 +339,8 @@ class GatewayAgent:
         devices = [DeviceInfo(device=d.id, profile=d.profile, location=d.location, name=d.name)
                    for d in self.config.devices]
         return GatewayState(gw=self.config.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(),
-                            ts=self.clock.now(),
-                            state="online", software=SOFTWARE, devices=devices)
+                            ts=self.clock.now(), state="online", software=SOFTWARE, devices=devices,
+                            config_version=self.config_version, config_error=self.config_error)
 
     def devices_online(self) -> tuple[int, int]:
         """(online, offline); a device not yet heard from (e.g. a camera before its first frame) is neither."""
@@ -254,15 +378,16 @@ class GatewayAgent:
         """Once a second: liveness of MQTT devices, ``for`` durations; periodic full report and health."""
         last_full = last_health = self.clock.monotonic()
         while True:
+            self.ticker_heartbeat.expect(1.0)
             await self.clock.sleep(1.0)
             now = self.clock.monotonic()
             for r in self._mqtt_rules:
                 r.check_liveness()
-            for r in self.rules.values():
+            for r in list(self.rules.values()):
                 r.evaluate()
             if now - last_full >= self.config.telemetry.full_report_interval_s:
                 last_full = now
-                for r in self.rules.values():
+                for r in list(self.rules.values()):
                     r.full_report()
             if now - last_health >= self.config.health_interval_s:
                 last_health = now
@@ -271,6 +396,32 @@ class GatewayAgent:
     def report_health(self) -> None:
         self.emitter.health(build_health(self.metrics.src), self.clock.now())
 
+    def _task_ended(self, name: str, task: asyncio.Task[None], part: _Part | None) -> None:
+        """A part or core task ended on its own: that is a failure (as before, the agent stops)."""
+        if task.cancelled() or self._stop.is_set() or (part is not None and part.retired):
+            return
+        logger.error("a gateway task ended: %s: %r", name, task.exception())
+        self._stop.set()
+
+    def _start(self, name: str, coro: Coroutine[Any, Any, None], part: _Part | None = None) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(lambda t: self._task_ended(name, t, part))
+        return task
+
+    def _start_part(self, part: _Part) -> None:
+        part.task = self._start(part.key, part.runner.run(), part)
+
+    async def _stop_part(self, part: _Part) -> None:
+        part.retired = True
+        if isinstance(part.runner, BusPoller):
+            self._retired_requests += part.runner.link.requests_total
+        if part.key.startswith("camera:"):
+            with contextlib.suppress(RuntimeError):
+                await part.runner.stop()
+        if part.task is not None:
+            part.task.cancel()
+            await asyncio.gather(part.task, return_exceptions=True)
+
     async def run(self) -> None:
         """Run until :meth:`stop` (or cancellation); every part in its own task."""
         if self.config.metrics_port is not None:
@@ -278,36 +429,37 @@ class GatewayAgent:
                 self.metrics_port = self.metrics.serve(self.config.metrics_port)
             except OSError as exc:
                 logger.error("cannot serve /metrics on 127.0.0.1:%s: %s", self.config.metrics_port, exc)
-        coros: list[Coroutine[Any, Any, None]] = [p.run() for p in self.pollers]
-        coros += [b.run() for b in self.bridges]
-        coros += [c.run() for c in self.cameras]
-        coros += [self.batcher.run(), self._ticker()]
+        self._running = True
+        for part in self.parts.values():
+            self._start_part(part)
+        core: dict[str, Coroutine[Any, Any, None]] = {"batcher": self.batcher.run(), "ticker": self._ticker()}
         if self.evidence is not None:
-            coros.append(self.evidence.run())
-        tasks = [asyncio.create_task(c) for c in coros]
-        uplink_task = asyncio.create_task(self.uplink.run()) if self.uplink is not None else None
-        logger.info("gateway %s (site %s): %d devices, %d pollers, %d bridges, %d cameras", self.config.gateway_id,
+            core["evidence"] = self.evidence.run()
+        self._core_tasks = {name: self._start(name, c) for name, c in core.items()}
+        if self.uplink is not None:
+            self._uplink_task = self._start("uplink", self.uplink.run())
+        supervisor = asyncio.create_task(self._supervise())
+        logger.info("gateway %s (site %s): %d devices, %d pollers, %d bridges, %d cameras%s", self.config.gateway_id,
                     self.config.site, len(self.config.devices), len(self.pollers), len(self.bridges),
-                    len(self.cameras))
+                    len(self.cameras), "" if self.config_version is None else f", pushed config v{self.config_version}")
         try:
-            stop = asyncio.create_task(self._stop.wait())
-            done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for t in done:
-                if t is not stop and t.exception() is not None:
-                    logger.error("a gateway task ended: %r", t.exception())
-            stop.cancel()
+            await self._stop.wait()
         finally:
-            for c in self.cameras:
-                with contextlib.suppress(RuntimeError):
-                    await c.stop()
-            for t in tasks:
+            self.notifier.send("STOPPING=1")
+            supervisor.cancel()
+            for config_task in list(self._config_tasks):
+                config_task.cancel()
+            await asyncio.gather(supervisor, *self._config_tasks, return_exceptions=True)
+            for part in list(self.parts.values()):
+                await self._stop_part(part)
+            for t in self._core_tasks.values():
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*self._core_tasks.values(), return_exceptions=True)
             await self.linkage.drain()
             self.batcher.flush()
-            if self.uplink is not None and uplink_task is not None:
+            if self.uplink is not None and self._uplink_task is not None:
                 await self.uplink.stop()
-                await asyncio.gather(uplink_task, return_exceptions=True)
+                await asyncio.gather(self._uplink_task, return_exceptions=True)
             self.metrics.close()
             self.store.close()
             if self.evidence is not None:
@@ -316,6 +468,142 @@ class GatewayAgent:
                 close = getattr(self.outbox, "close", None)
                 if close is not None:
                     close()
+            self._running = False
 
     def stop(self) -> None:
         self._stop.set()
+
+    # --- supervision (systemd) -----------------------------------------------------------------------------
+    def is_up(self) -> bool:
+        """Every poller has made its first attempt and the uplink its first connect (or has none)."""
+        if any(p.steps == 0 for p in self.pollers):
+            return False
+        return self.uplink is None or self.uplink.state in ("connected", "backoff")
+
+    def wedged(self) -> list[str]:
+        """The parts that stopped making progress (empty = all well). A device offline is not a wedge."""
+        grace = self.watchdog_grace_s
+        out: list[str] = []
+        for part in self.parts.values():
+            if part.task is not None and part.task.done():
+                out.append(f"{part.key} ended")
+            elif isinstance(part.runner, BusPoller) and part.runner.heartbeat.overdue_s(grace) > 0:
+                out.append(f"{part.key} stuck for {part.runner.heartbeat.overdue_s(0):.0f} s")
+        for name, task in self._core_tasks.items():
+            if task.done():
+                out.append(f"{name} ended")
+        if self.ticker_heartbeat.overdue_s(grace) > 0:
+            out.append(f"rules ticker stuck for {self.ticker_heartbeat.overdue_s(0):.0f} s")
+        if self.uplink is not None and self._uplink_task is not None:
+            if self._uplink_task.done():
+                out.append("uplink ended")
+            else:
+                stalled = self._uplink_stalled_s()
+                limit = max(30.0, 3.0 * self.config.uplink.keepalive_s) + grace
+                if stalled > limit:
+                    out.append(f"uplink connected but nothing acknowledged for {stalled:.0f} s")
+        return out
+
+    def _uplink_stalled_s(self) -> float:
+        """How long the uplink has been connected with rows waiting and no PUBACK (0 when draining or offline)."""
+        now = self.clock.monotonic()
+        progress = self._uplink_progress
+        acked = sum(self.uplink.acked_total().values())
+        waiting = sum(self.outbox.depth().values()) > 0
+        if acked != progress.acked or not waiting or not self.uplink.connected:
+            progress.acked, progress.since = acked, now
+        return now - progress.since
+
+    def _status(self) -> str:
+        online, offline = self.devices_online()
+        uplink = "none" if self.uplink is None else self.uplink.state
+        version = "local file" if self.config_version is None else f"config v{self.config_version}"
+        return (f"STATUS=uplink {uplink}, {len(self.pollers)} pollers, {online} devices online, {offline} offline, "
+                f"{version}")
+
+    async def _supervise(self) -> None:
+        """READY=1 once up; then WATCHDOG=1 every half watchdog period while no part is wedged."""
+        while not self.is_up():
+            await asyncio.sleep(0.1)
+        self.ready = True
+        self.notifier.send("READY=1", self._status())
+        logger.info("gateway up: %s", self._status().removeprefix("STATUS="))
+        period = self.notifier.watchdog_period_s
+        if period is None:
+            return
+        while True:
+            wedged = self.wedged()
+            if wedged != self.wedged_parts:
+                if wedged:
+                    logger.error("watchdog pings stopped (systemd will restart the gateway): %s", "; ".join(wedged))
+                else:
+                    logger.info("watchdog pings resumed")
+            self.wedged_parts = wedged
+            if wedged:
+                self.notifier.send("STATUS=wedged: " + "; ".join(wedged))
+            else:
+                self.notifier.send("WATCHDOG=1", self._status())
+            await asyncio.sleep(period)
+
+    # --- configuration pushed by the backend ---------------------------------------------------------------
+    def on_config_push(self, push: GatewayConfigPush) -> None:
+        """Called in the event loop by the uplink for each config message (retained: again on every connect)."""
+        task = asyncio.get_running_loop().create_task(self.apply_config(push))
+        self._config_tasks.add(task)
+        task.add_done_callback(self._config_tasks.discard)
+
+    async def apply_config(self, push: GatewayConfigPush) -> bool:
+        """Validate and apply a pushed config; False (reason on the state) when refused. The old one runs on."""
+        async with self._config_lock:
+            if push.version == self.config_version and self.config_error is None:
+                return True  # the retained copy of what is in force, seen again after a reconnect
+            name = label(push.version)
+            reason: str | None = None
+            if sha256_text(push.document) != push.sha256:
+                reason = f"{name}: sha256 does not match the document"
+            else:
+                try:
+                    path = self.last_good.incoming(push.document)
+                    config, catalog = parse_document(path, push.version, self.base_config, self.base_catalog)
+                except ProfileError as exc:  # ConfigError too: one problem per line, file = "config v<N>"
+                    reason = str(exc)
+                except OSError as exc:
+                    reason = f"{name}: cannot store the document on the gateway: {exc}"
+            if reason is not None:
+                logger.error("pushed config refused; keeping %s:\n%s",
+                             "the local file" if self.config_version is None else label(self.config_version), reason)
+                self.config_error = reason[:2000]
+                self._publish_state()
+                return False
+            await self._reconfigure(config, catalog)
+            try:
+                self.last_good.save(push.version, push.document)
+            except OSError as exc:
+                logger.error("%s applied but not stored as last good (the next start uses the previous one): %s",
+                             name, exc)
+            self.config_version, self.config_error = push.version, None
+            logger.info("%s applied: %d devices, %d pollers, %d bridges, %d cameras", name, len(config.devices),
+                        len(self.pollers), len(self.bridges), len(self.cameras))
+            self._publish_state()
+            self.report_health()
+            return True
+
+    async def _reconfigure(self, config: GatewayConfig, catalog: Catalog) -> None:
+        """Swap in a new config: changed parts restart, unchanged ones run on; outbox, uplink and alarms stay."""
+        self.config, self.catalog = config, catalog
+        self.batcher.max_points = config.telemetry.max_points_per_batch
+        self.batcher.flush_s = config.telemetry.flush_s
+        added, retired = self._build_parts()
+        for part in retired:
+            await self._stop_part(part)
+        self.linkage.config = config.linkage
+        self.linkage.devices = {d.id: d for d in self._linkage_devices()}
+        if self._running:
+            for part in added:
+                self._start_part(part)
+
+    def _publish_state(self) -> None:
+        """Re-publish the birth (retained state) with the config version or error and the device list."""
+        self.outbox.put(self.birth())
+        if self.uplink is not None:
+            self.uplink.wake()

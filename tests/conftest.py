@@ -6,12 +6,15 @@ is a broken test environment, not a reason to pass.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mqtt_recorder import Recorder
@@ -139,3 +142,23 @@ def mqtt_recorder(mqtt_broker: Broker) -> Iterator[Callable[..., Recorder]]:
     for r in made:
         r.close()
 
+
+
+async def until(cond: Callable[[], Any], what: str, timeout: float = 45.0) -> Any:
+    """Wait (polling every 0.1 s) until ``cond()`` is truthy and return it; fail naming ``what`` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def rows(dsn: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """The rows of one query on a fresh connection."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, args).fetchall()

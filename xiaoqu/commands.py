@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "edge": ("edge", "the gateway"),
     "onboard": ("edge", "the gateway's installer tools"),
     "report": ("cloud", "the backend's reports"),
+    "gateway": ("cloud", "the backend's gateway config store"),
     "sim": ("sim", "the simulators"),
     "demo": ("edge,cloud,sim", "the whole loop"),
 }
@@ -47,6 +48,9 @@ def register(app: typer.Typer) -> None:
     from cloud.serve_cli import user_app
 
     app.add_typer(user_app, name="user", help="Backend users: add the first admin, …")
+    from cloud.gateways.cli import app as gateway_app
+
+    app.add_typer(gateway_app, name="gateway", help="Gateways' config kept by the backend: push, show, history.")
     from edge.cli import app as edge_app
 
     app.add_typer(edge_app, name="edge", help="Run the gateway agent; check a gateway config.")

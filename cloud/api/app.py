@@ -10,8 +10,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from cloud.api.deps import AppState
-from cloud.api.hardening import HardeningMiddleware
+from cloud.api.hardening import EVIDENCE_PREFIX, HardeningMiddleware
 from cloud.api.routers import alarms, audit, auth, commands, console, evidence, orders, sites, ws
+from cloud.gateways import router as gateways
+from cloud.gateways.store import MAX_DOCUMENT_BYTES
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -28,7 +30,11 @@ def create_app(state: AppState) -> FastAPI:
     app.add_middleware(
         HardeningMiddleware,
         max_body_bytes=state.config.max_body_bytes,
-        evidence_max_bytes=state.config.evidence_max_bytes,
+        large_bodies={
+            EVIDENCE_PREFIX: state.config.evidence_max_bytes,
+            # a config document of up to MAX_DOCUMENT_BYTES characters, JSON-escaped (\uXXXX: 6 bytes each)
+            "/api/gateways/": 6 * MAX_DOCUMENT_BYTES + 64 * 1024,
+        },
     )
 
     @app.exception_handler(psycopg.DataError)
@@ -37,7 +43,7 @@ def create_app(state: AppState) -> FastAPI:
         reason = exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)
         return JSONResponse({"detail": f"invalid value: {reason}"}, status_code=422)
 
-    for module in (auth, sites, alarms, commands, orders, audit, evidence, ws, console):
+    for module in (auth, sites, alarms, commands, orders, audit, evidence, ws, console, gateways):
         app.include_router(module.router)
     app.include_router(console.pages)  # /install, /sound/alarm.wav (the console's own, not API)
 

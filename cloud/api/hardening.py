@@ -3,7 +3,8 @@
 A plain ASGI middleware (no response buffering, WebSockets pass through untouched):
 
 * a body larger than the limit is refused with 413 — from ``Content-Length`` before anything is read, or
-  as soon as a chunked body goes past it. Evidence uploads (``/api/evidence/…``) have their own, larger limit.
+  as soon as a chunked body goes past it. Evidence uploads (``/api/evidence/…``) and gateway config
+  documents (``/api/gateways/…``) have their own, larger limits.
 * every HTTP response gets ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``,
   ``Referrer-Policy: no-referrer`` and a Content-Security-Policy. The web UI (cloud/web) has no inline script
   or style, so its policy is strict (``script-src 'self'``, ``frame-ancestors 'none'``); only the Swagger UI
@@ -45,17 +46,19 @@ class BodyTooLarge(HTTPException):
 
 
 class HardeningMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, evidence_max_bytes: int) -> None:
+    """``large_bodies``: path prefix → its own body limit (evidence uploads, gateway config documents)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, large_bodies: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_body = max_body_bytes
-        self.max_evidence = evidence_max_bytes
+        self.large = sorted((large_bodies or {}).items(), key=lambda kv: -len(kv[0]))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        limit = self.max_evidence if path.startswith(EVIDENCE_PREFIX) else self.max_body
+        limit = next((n for prefix, n in self.large if path.startswith(prefix)), self.max_body)
         headers = _security_headers(path)
         declared = _content_length(scope)
         if declared is not None and declared > limit:

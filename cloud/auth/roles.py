@@ -21,6 +21,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "sites.write": frozenset({A}),
     "devices.read": frozenset({A, PM, IN}),
     "devices.register": frozenset({A, IN}),
+    "devices.probe": frozenset({A, IN}),  # the gateway reads every point of a device once (read-only)
     "telemetry.read": frozenset({A, PM, IN}),
     "alarms.read": frozenset({A, PM, GW}),
     "alarms.ack": frozenset({A, PM}),
@@ -42,6 +43,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "evidence.upload": frozenset({A, PM, GW, IN}),
     "evidence.read": frozenset({A, PM, GW}),
     "stream.subscribe": frozenset({A, PM, GW}),
+    "gateways.config.read": frozenset({A, IN}),
+    "gateways.config.write": frozenset({A, IN}),
 }
 
 

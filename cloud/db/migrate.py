@@ -58,6 +58,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "device presence (offline_since), gateway boot epoch", Path("devices/migrations/005_presence.sql")),
     Migration(10, "ingest messages, events, acks, dead letters", Path("ingest/migrations/010_messages.sql")),
     Migration(11, "event keys and locations", Path("ingest/migrations/011_event_keys.sql")),
+    Migration(12, "probe results on command acks", Path("ingest/migrations/012_ack_probe.sql")),
     Migration(
         20,
         "telemetry and rollups",
@@ -71,6 +72,7 @@ MIGRATIONS: list[Migration] = [
     Migration(111, "one active alarm per device and key", Path("alarms/migrations/111_alarm_keys.sql")),
     Migration(120, "commands, work orders, roster, notifications", Path("dispatch/migrations/120_dispatch.sql")),
     Migration(125, "command outcomes: refused, late answers", Path("dispatch/migrations/125_command_outcomes.sql")),
+    Migration(130, "gateway config versions", Path("gateways/migrations/130_gateway_config.sql")),
     Migration(160, "console: site time zone and layout, relayed changes", Path("web/migrations/160_console.sql")),
 ]
 

@@ -89,20 +89,24 @@ def register_birth(cur: Cursor, site: str, state: GatewayState, received_at: dat
     cur.execute(
         """
         INSERT INTO gateways AS g (id, site_id, state, state_reason, state_epoch, state_seq, last_seen, software,
-                                   updated_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now())
+                                   updated_at, config_version, config_error)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), %s, %s)
         ON CONFLICT (id) DO UPDATE SET
             site_id = EXCLUDED.site_id, state = EXCLUDED.state, state_reason = EXCLUDED.state_reason,
             state_epoch = EXCLUDED.state_epoch, state_seq = EXCLUDED.state_seq,
             software = COALESCE(EXCLUDED.software, g.software),
-            last_seen = GREATEST(g.last_seen, EXCLUDED.last_seen), updated_at = now()
+            last_seen = GREATEST(g.last_seen, EXCLUDED.last_seen), updated_at = now(),
+            -- a birth says which pushed config is in force (or why the last was refused); a death says nothing
+            config_version = CASE WHEN EXCLUDED.state = 'online' THEN EXCLUDED.config_version ELSE g.config_version END,
+            config_error = CASE WHEN EXCLUDED.state = 'online' THEN EXCLUDED.config_error ELSE g.config_error END
         WHERE g.state_seq IS NULL
            OR (EXCLUDED.state_epoch, EXCLUDED.state_seq) > (g.state_epoch, g.state_seq)
            OR (EXCLUDED.state_epoch = g.state_epoch AND EXCLUDED.state_seq = g.state_seq
                AND EXCLUDED.state IS DISTINCT FROM g.state)
         RETURNING id
         """,
-        (state.gw, site, state.state, state.reason, state.epoch, state.seq, received_at, state.software),
+        (state.gw, site, state.state, state.reason, state.epoch, state.seq, received_at, state.software,
+         state.config_version, state.config_error),
     )
     changed = cur.fetchone() is not None
     if changed and state.devices:

@@ -55,10 +55,10 @@ class MqttPublisher:
         self._client.disconnect()
         self._client.loop_stop()
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         if not self._connected.is_set():
             raise PublishError("not connected to the broker")
-        info = self._client.publish(topic, payload, qos=qos)
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
         try:
             await asyncio.to_thread(info.wait_for_publish, self.config.publish_timeout_s)
         except (ValueError, RuntimeError) as exc:

@@ -295,10 +295,11 @@ class BatchWriter:
                 cur.execute(
                     """
                     INSERT INTO command_acks
-                        (id, command_id, gateway_id, device_id, status, reason, detail, ts, received_at)
-                    SELECT id, cid, gw, dev, st, rsn, det::jsonb, ts, rcv
+                        (id, command_id, gateway_id, device_id, status, reason, detail, ts, received_at, probe)
+                    SELECT id, cid, gw, dev, st, rsn, det::jsonb, ts, rcv, prb::jsonb
                     FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                                %s::timestamptz[], %s::timestamptz[]) AS u(id, cid, gw, dev, st, rsn, det, ts, rcv)
+                                %s::timestamptz[], %s::timestamptz[], %s::text[])
+                         AS u(id, cid, gw, dev, st, rsn, det, ts, rcv, prb)
                     ON CONFLICT (id) DO NOTHING RETURNING id
                     """,
                     (
@@ -311,6 +312,8 @@ class BatchWriter:
                         [json.dumps(x.detail) for _, _, x in a],
                         [x.ts for _, _, x in a],
                         [i.received_at for i, _, _ in a],
+                        [None if x.probe is None else json.dumps([p.model_dump(mode="json") for p in x.probe])
+                         for _, _, x in a],
                     ),
                 )
                 new = {r[0] for r in cur.fetchall()}

@@ -182,6 +182,9 @@ class MqttBridge:
         self.on_late_result: Callable[[str, str, CommandOutcome], None] | None = None
         """Called with (device, backend command id, outcome) for an answer that comes after the timeout."""
         self._connected = asyncio.Event()
+        self.latest: dict[str, bytes] = {}
+        """Topic → the last payload on it (topics that carry points): what a probe decodes."""
+        self._arrived = asyncio.Event()
         self.messages_total = 0
         self.bad_payloads_total = 0
 
@@ -260,6 +263,18 @@ class MqttBridge:
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self._call(self.handle, msg.topic, bytes(msg.payload), bool(msg.retain))
 
+    async def wait_latest(self, topics: set[str], timeout_s: float) -> dict[str, bytes]:
+        """The latest payload on each of ``topics``, waiting up to ``timeout_s`` for those not heard yet."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not topics <= self.latest.keys() and (left := deadline - loop.time()) > 0:
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                break
+        return {t: self.latest[t] for t in topics if t in self.latest}
+
     # --- messages ----------------------------------------------------------------------------------------
     def handle(self, topic: str, payload: bytes, retained: bool = False) -> None:
         """One device message (runs on the event loop). Never raises on device input.
@@ -269,7 +284,11 @@ class MqttBridge:
         old news: it never counts as the device answering, and is ignored while the device is offline.
         """
         self.messages_total += 1
-        for route in self.routes.get(topic, []):
+        routes = self.routes.get(topic, [])
+        if any(r.points for r in routes):
+            self.latest[topic] = payload
+            self._arrived.set()
+        for route in routes:
             try:
                 self._handle_route(route, topic, payload, retained)
             except (ValueError, TypeError, KeyError, PathError) as exc:  # bad device input: log, count, go on

@@ -2,6 +2,9 @@
 
 Before executing, the command id is recorded as ``executing``; if the gateway dies mid-command, a
 redelivery acks ``failed`` ("interrupted") rather than running a possibly non-idempotent command twice.
+
+The gateway's own probe command (:data:`contract.PROBE_COMMAND`) only reads, so it is not recorded: a
+redelivery probes again and answers with fresh results (:mod:`edge.commands.probe`).
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import logging
 from collections.abc import Callable
 from uuid import UUID
 
-from contract.messages import Command, CommandStatus
+from contract.messages import PROBE_COMMAND, Command, CommandStatus, ProbePoint
 from device_profiles.commands import CommandError
 from edge.commands.executor import CommandExecutor
+from edge.commands.probe import ProbeRefused, probe_device
 from edge.commands.store import SeenStore
 from edge.rules.clock import Clock
 from edge.rules.emitter import Emitter
@@ -24,8 +28,11 @@ _FINAL: tuple[CommandStatus, ...] = ("succeeded", "failed", "timed_out", "reject
 
 
 class CommandService:
-    def __init__(self, executor: CommandExecutor, emitter: Emitter, store: SeenStore, clock: Clock) -> None:
+    def __init__(
+        self, executor: CommandExecutor, emitter: Emitter, store: SeenStore, clock: Clock, probe_window_s: float = 5.0
+    ) -> None:
         self.executor = executor
+        self.probe_window_s = probe_window_s
         self.emitter = emitter
         self.store = store
         self.clock = clock
@@ -35,6 +42,9 @@ class CommandService:
 
     async def handle(self, cmd: Command) -> None:
         """The uplink's ``on_command``: never raises on a bad command, always acks."""
+        if cmd.command == PROBE_COMMAND:
+            await self._probe(cmd)
+            return
         cid = str(cmd.id)
         running = self._inflight.get(cid)
         if running is not None:  # a duplicate while the first delivery still runs: same outcome, one execution
@@ -64,11 +74,9 @@ class CommandService:
                 fut.set_result(("failed", "gateway stopping"))
 
     async def _run(self, cmd: Command) -> tuple[CommandStatus, str | None]:
-        now = self.clock.now()
-        if cmd.expires_at is not None:
-            expires = cmd.expires_at if cmd.expires_at.tzinfo else cmd.expires_at.replace(tzinfo=now.tzinfo)
-            if expires <= now:
-                return "expired", f"expired at {expires.isoformat()} (gateway time {now.isoformat()})"
+        expired = self._expired(cmd)
+        if expired is not None:
+            return "expired", expired
         try:
             self.executor.validate(cmd.device, cmd.command, cmd.args)
         except CommandError as exc:
@@ -77,6 +85,33 @@ class CommandService:
         logger.info("command %s: %s on %s %s (from %s)", cmd.id, cmd.command, cmd.device, cmd.args, cmd.origin)
         result = await self.executor.execute(cmd.device, cmd.command, cmd.args, str(cmd.id))
         return result.status, result.reason
+
+    def _expired(self, cmd: Command) -> str | None:
+        now = self.clock.now()
+        if cmd.expires_at is None:
+            return None
+        expires = cmd.expires_at if cmd.expires_at.tzinfo else cmd.expires_at.replace(tzinfo=now.tzinfo)
+        if expires <= now:
+            return f"expired at {expires.isoformat()} (gateway time {now.isoformat()})"
+        return None
+
+    async def _probe(self, cmd: Command) -> None:
+        """Read every point of the device once; ``succeeded`` when all pass, ``failed`` with a summary
+        otherwise, ``rejected`` for a device this gateway cannot probe; the points ride on the ack."""
+        expired = self._expired(cmd)
+        if expired is not None:
+            self._ack(cmd, "expired", expired)
+            return
+        try:
+            report = await probe_device(self.executor, cmd.device, self.probe_window_s)
+        except ProbeRefused as exc:
+            self._ack(cmd, "rejected", str(exc))
+            return
+        reason = report.verdict()
+        status: CommandStatus = "succeeded" if reason is None else "failed"
+        logger.info("probe %s of %s (%s): %d points, %d failed", cmd.id, cmd.device, report.target,
+                    len(report.results), len(report.failed))
+        self._ack(cmd, status, reason, probe=[r.to_contract() for r in report.results])
 
     def late_result(self, device: str, command_id: str, status: CommandStatus, reason: str | None) -> None:
         """The device answered after the gateway acked ``timed_out``: the real outcome is recorded and acked
@@ -91,12 +126,15 @@ class CommandService:
         self.emitter.ack(UUID(command_id), device, status, self.clock.now(), reason=reason, detail={"late": True})
         logger.info("command %s on %s: %s, late", command_id, device, status)
 
-    def _ack(self, cmd: Command, status: CommandStatus, reason: str | None, duplicate: bool = False) -> None:
+    def _ack(
+        self, cmd: Command, status: CommandStatus, reason: str | None, duplicate: bool = False,
+        probe: list[ProbePoint] | None = None,
+    ) -> None:
         self.outcomes_total[status] = self.outcomes_total.get(status, 0) + 1
         for fn in self.observers:
             fn(status)
         detail: dict[str, bool | int | float | str] = {"command": cmd.command}
         if duplicate:
             detail["duplicate"] = True
-        self.emitter.ack(cmd.id, cmd.device, status, self.clock.now(), reason=reason, detail=detail)
+        self.emitter.ack(cmd.id, cmd.device, status, self.clock.now(), reason=reason, detail=detail, probe=probe)
         logger.info("command %s on %s: %s%s", cmd.id, cmd.device, status, f" ({reason})" if reason else "")

@@ -35,6 +35,7 @@ class HealthSources:
     devices_online: Callable[[], tuple[int, int]]  # (online, offline)
     poll_latencies_s: Callable[[], list[float]]
     modbus_requests: Callable[[], int]
+    config_version: Callable[[], int | None] = lambda: None  # the backend-pushed config in force
 
 
 def build_health(src: HealthSources) -> GatewayHealth:
@@ -48,6 +49,7 @@ def build_health(src: HealthSources) -> GatewayHealth:
         devices_offline=offline,
         poll_latency_ms_p50=None if latency is None else round(latency * 1000, 3),
         dropped_telemetry_total=src.outbox.dropped_telemetry_total(),
+        config_version=src.config_version(),
     )
 
 

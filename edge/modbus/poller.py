@@ -25,6 +25,7 @@ from device_profiles.read_plan import ReadBlock, decode_block
 from edge.modbus.links import LinkError, ModbusLink, ReadRefused
 from edge.rules.clock import Clock
 from edge.rules.device import DeviceRules
+from edge.watchdog import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class BusPoller:
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         stats: PollStats | None = None,
+        request_timeout_s: float = 1.0,
     ) -> None:
         self.link = link
         self.devices = list(devices)
@@ -83,6 +85,11 @@ class BusPoller:
         self.lock = asyncio.Lock()
         self.bus_failures = 0
         self.connect_attempts = 0
+        self.request_timeout_s = request_timeout_s
+        self.steps = 0
+        self.heartbeat = Heartbeat(f"poller {link.name}", clock.monotonic)
+        """Pushed forward before every wait of the loop: a sleep until the next device is due, or a connect or
+        poll bounded by the request timeout (a device that does not answer times out: progress, not a wedge)."""
 
     @property
     def name(self) -> str:
@@ -102,12 +109,18 @@ class BusPoller:
         try:
             while True:
                 await self._step()
+                self.steps += 1
                 # Python 3.11's asyncio.wait_for (used inside pymodbus) can swallow a cancellation that races
                 # with the answer; honour a pending cancel() here so the poller always stops when asked.
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError
         finally:
+            self.heartbeat.idle()
             self.link.close()
+
+    def _bound_s(self, requests: int) -> float:
+        """Longest a step of ``requests`` requests may take (a write may hold the lock for a few more)."""
+        return self.request_timeout_s * (requests + 2) + 1.0
 
     async def _step(self) -> None:
         now = self.clock.monotonic()
@@ -115,8 +128,10 @@ class BusPoller:
             d.rules.check_liveness()
         dev = min(self.devices, key=lambda d: d.next_due)
         if dev.next_due > now:
+            self.heartbeat.expect(dev.next_due - now + 1.0)
             await self.clock.sleep(dev.next_due - now)
             return
+        self.heartbeat.expect(self._bound_s(len(dev.blocks) + 1))
         if not self.link.connected:
             self.connect_attempts += 1
             try:

@@ -23,6 +23,7 @@ from contract.messages import (
     Location,
     Message,
     PointSample,
+    ProbePoint,
     Scalar,
     Severity,
     TelemetryBatch,
@@ -129,12 +130,12 @@ class Emitter:
 
     def ack(
         self, command_id: UUID, device: str, status: CommandStatus, ts: datetime, reason: str | None = None,
-        detail: Mapping[str, Scalar] | None = None,
+        detail: Mapping[str, Scalar] | None = None, probe: list[ProbePoint] | None = None,
     ) -> CommandAck:
         msg = CommandAck(
             gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(), ts=ts, command_id=command_id,
             device=device,
-            status=status, reason=reason, detail=dict(detail or {}),
+            status=status, reason=reason, detail=dict(detail or {}), probe=probe,
         )
         self._put(msg)
         return msg

@@ -31,7 +31,7 @@ from pydantic import Field, field_validator
 from contract.base import StrictModel
 from contract.codec import decode, encode
 from contract.errors import ContractError
-from contract.messages import Command, GatewayState
+from contract.messages import Command, GatewayConfigPush, GatewayState
 from contract.topics import UPLINK_KINDS, TopicKind, topic
 from edge.uplink.lanes import LANES, Lane
 from edge.uplink.outbox import Outbox, OutboxRow
@@ -70,6 +70,7 @@ class UplinkConfig(StrictModel):
 
 _Birth = Callable[[], GatewayState]
 _OnCommand = Callable[[Command], Awaitable[None]]
+_OnConfig = Callable[[GatewayConfigPush], None]
 
 
 class _ConnectFailed(Exception):
@@ -123,6 +124,7 @@ class Uplink:
         outbox: Outbox,
         birth: _Birth,
         on_command: _OnCommand | None = None,
+        on_config: _OnConfig | None = None,
     ) -> None:
         self.config = config
         self.site = site
@@ -138,6 +140,8 @@ class Uplink:
         self._topics: dict[str, str] = {k.value: topic(site, gateway_id, k) for k in UPLINK_KINDS}
         self._state_topic = self._topics[TopicKind.STATE.value]
         self._cmd_topic = topic(site, gateway_id, TopicKind.CMD)
+        self._on_config = on_config
+        self._config_topic = topic(site, gateway_id, TopicKind.CONFIG)
 
         # Shared between the paho network thread and the asyncio thread; guarded by _lock. Lock order:
         # paho's internal locks -> _lock -> the outbox's lock; client.publish() is never called under _lock.
@@ -442,6 +446,8 @@ class Uplink:
         if not current or reason_code.is_failure:
             return
         client.subscribe(self._cmd_topic, qos=1)
+        if self._on_config is not None:
+            client.subscribe(self._config_topic, qos=1)
         self._publish_tracked(client, self._state_topic, self._birth_payload, True, None)
         self._fill(client)
 
@@ -472,6 +478,9 @@ class Uplink:
         self._fill(client)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._config_topic:
+            self._on_config_message(message)
+            return
         try:
             _, decoded = decode(message.topic, bytes(message.payload))
         except (ContractError, UnicodeDecodeError) as exc:
@@ -487,6 +496,23 @@ class Uplink:
             self._loop.call_soon_threadsafe(self._start_command, decoded)
         except RuntimeError:
             log.warning("command %s dropped: the event loop is closed", decoded.id)
+
+    def _on_config_message(self, message: mqtt.MQTTMessage) -> None:
+        """The backend's config for this gateway (retained): handed to ``on_config`` in the event loop."""
+        if not message.payload:
+            return  # the retained config was cleared
+        try:
+            _, decoded = decode(message.topic, bytes(message.payload))
+        except (ContractError, UnicodeDecodeError) as exc:
+            log.warning("dropping a bad config on %s: %s", self._config_topic, getattr(exc, "reason", exc))
+            return
+        if not isinstance(decoded, GatewayConfigPush) or self._on_config is None or self._loop is None:
+            log.warning("dropping a %s received on %s", type(decoded).__name__, self._config_topic)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._on_config, decoded)
+        except RuntimeError:
+            log.warning("config v%d dropped: the event loop is closed", decoded.version)
 
     def _start_command(self, command: Command) -> None:
         task = asyncio.get_running_loop().create_task(self._run_command(command))

@@ -21,7 +21,7 @@ from contract import (
 )
 from contract.codec import topic_for
 from contract.ids import new_id
-from contract.messages import DeviceInfo, Location
+from contract.messages import PROBE_COMMAND, DeviceInfo, Location, ProbePoint
 
 NOW = datetime(2026, 11, 21, 8, 30, tzinfo=UTC)
 
@@ -52,6 +52,12 @@ def test_ids_are_unique_and_time_ordered() -> None:
             DeviceInfo(device="fp-1", profile="gst-fp200", location=Location(site="s1", building="B3", floor=12))]),
         Command(gw="gw-1", seq=3, ts=NOW, device="el-1", command="fire_recall", args={"floor": 1}),
         CommandAck(gw="gw-1", seq=4, ts=NOW, command_id=new_id(), device="el-1", status="succeeded"),
+        CommandAck(gw="gw-1", seq=5, ts=NOW, command_id=new_id(), device="hp-1", status="failed",
+                   reason="1 of 2 points failed: pressure", probe=[
+                       ProbePoint(name="pressure", label="管网压力", source="holding 0 float32", value=-1.59e-23,
+                                  shown="-0.00", unit="MPa", ok=False, reason="below the plausible minimum 0.01"),
+                       ProbePoint(name="status.low_pressure", source="holding 2 bit 1", value=True, shown="True",
+                                  ok=True)]),
     ],
 )
 def test_round_trip_through_topic(message: TelemetryBatch | Event | GatewayState | Command | CommandAck) -> None:
@@ -59,6 +65,15 @@ def test_round_trip_through_topic(message: TelemetryBatch | Event | GatewayState
     parsed, back = decode(topic, encode(message))
     assert back == message
     assert parsed.gateway == "gw-1"
+
+
+def test_an_ack_without_probe_results_is_what_it_was() -> None:
+    """The probe field is additive: an ordinary ack encodes without it, and a receiver built before it reads
+    every other ack unchanged."""
+    ack = CommandAck(gw="gw-1", seq=4, ts=NOW, command_id=new_id(), device="el-1", status="succeeded")
+    assert "probe" not in json.loads(encode(ack))
+    assert PROBE_COMMAND == "gateway.probe"
+    Command(gw="gw-1", seq=3, ts=NOW, device="el-1", command=PROBE_COMMAND)  # a valid command name
 
 
 def test_unknown_version_is_its_own_error() -> None:

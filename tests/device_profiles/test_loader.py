@@ -137,3 +137,18 @@ def test_sixth_device_type_is_just_a_file(tmp_path):
     pub = render_mqtt(cmd, validate_args(cmd, {"seconds": 60}), prefix="water/hp-7", device_id="hp-7", command_id="c1")
     assert pub.topic == "water/hp-7/down"
     assert pub.payload == {"id": "c1", "interval": 60}
+
+
+def test_copy_of_a_shipped_profile_is_the_same_profile_but_a_changed_one_clashes(tmp_path):
+    """A source checkout beside the installed package (``profile validate device_profiles``) is no clash;
+    a profile that reuses a shipped id with other content is."""
+    from device_profiles import SHIPPED_DIR
+
+    shipped = SHIPPED_DIR / "smoke_detector" / "acme-sd10.yaml"
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "acme-sd10.yaml").write_bytes(shipped.read_bytes())
+    assert "acme-sd10" in load_catalog([tmp_path / "copy"])
+    (tmp_path / "changed").mkdir()
+    (tmp_path / "changed" / "acme-sd10.yaml").write_bytes(shipped.read_bytes() + b"\n# local edit\n")
+    with pytest.raises(ProfileError, match="already used"):
+        load_catalog([tmp_path / "changed"])

@@ -5,14 +5,16 @@ own pages and alarm tone (not in the OpenAPI schema)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Annotated, Any
+from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import FileResponse, Response
 from psycopg.rows import dict_row
 from pydantic import Field, field_validator
@@ -22,10 +24,12 @@ from cloud.api.deps import Conn, State, not_found, require, scope_for
 from cloud.auth.roles import allowed
 from cloud.auth.security import Principal
 from cloud.auth.store import audit
+from cloud.dispatch.commands import FINAL_STATES, TRANSIT_MARGIN, queue_command
 from cloud.web import WEB_DIR
 from cloud.web.labels import labels as build_labels
 from cloud.web.sound import alarm_wav
 from contract.base import StrictModel
+from contract.messages import PROBE_COMMAND, ProbePoint
 from device_profiles import SHIPPED_DIR, Catalog, CompiledProfile, UnknownProfile, load_catalog
 
 router = APIRouter(prefix="/api", tags=["console"])
@@ -194,6 +198,7 @@ async def health(
         conn,
         """
         SELECT g.id, g.site_id, g.state, g.state_reason, g.last_seen, g.software, g.health, g.health_at,
+               g.config_version, g.config_error,
                count(d.id) AS devices, count(d.id) FILTER (WHERE d.state = 'online') AS online,
                count(d.id) FILTER (WHERE d.state = 'offline') AS offline
         FROM gateways g LEFT JOIN devices d ON d.gateway_id = g.id
@@ -395,6 +400,124 @@ async def commission(
         }
         await audit(conn, user.username, "device.commission", "device", device_id, detail, ts=state.clock.now())
     return {"device_id": device_id, **detail}
+
+
+# ---------------------------------------------------------------------------------------------- probe
+
+PROBE_GATEWAY_S = 5.0
+"""What the gateway may take: an MQTT topic not heard yet is waited for this long (its probe window)."""
+
+
+class ProbeOut(StrictModel):
+    """A probe through the gateway: its command's state and, once answered, one result per point."""
+
+    command_id: UUID
+    device_id: str
+    profile_id: str | None
+    gateway_id: str
+    state: str = Field(description="the command's state: queued, sent, then succeeded (every point passed), "
+                       "failed (some did; reason says which), rejected (the gateway cannot probe it), timed_out …")
+    done: bool = Field(description="false while the gateway has not answered: ask GET …/probe/{command_id}")
+    ok: bool | None = Field(description="every point passed; null until done")
+    reason: str | None
+    passed: int
+    failed: int
+    points: list[ProbePoint]
+    requested_at: datetime
+    answered_at: datetime | None
+
+
+async def _probe_out(conn: Conn, device_id: str, command_id: UUID) -> ProbeOut | None:
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:  # each look a fresh snapshot
+        await cur.execute(
+            "SELECT c.id, c.device_id, c.gateway_id, c.state, c.reason, c.created_at, c.answered_at, a.probe, "
+            "d.profile_id FROM commands c LEFT JOIN command_acks a ON a.id = c.ack_id "
+            "LEFT JOIN devices d ON d.id = c.device_id WHERE c.id = %s AND c.device_id = %s AND c.command = %s",
+            (command_id, device_id, PROBE_COMMAND),
+        )
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    points = [ProbePoint.model_validate(p) for p in row["probe"] or []]
+    done = row["state"] in FINAL_STATES
+    return ProbeOut(
+        command_id=row["id"], device_id=row["device_id"], profile_id=row["profile_id"], gateway_id=row["gateway_id"],
+        state=row["state"], done=done, ok=(row["state"] == "succeeded") if done else None, reason=row["reason"],
+        passed=sum(1 for p in points if p.ok), failed=sum(1 for p in points if not p.ok), points=points,
+        requested_at=row["created_at"], answered_at=row["answered_at"],
+    )
+
+
+async def _audit_result(conn: Conn, out: ProbeOut, actor: str, now: datetime) -> None:
+    """The outcome goes into the audit log once (``device.probe.result``), by whichever request first sees it."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT 1 FROM audit_log WHERE action = 'device.probe.result' AND target_id = %s "
+            "AND detail->>'command_id' = %s", (out.device_id, str(out.command_id)))
+        if await cur.fetchone() is not None:
+            return
+        detail = {"command_id": str(out.command_id), "state": out.state, "reason": out.reason, "passed": out.passed,
+                  "failed": out.failed, "failed_points": [p.name for p in out.points if not p.ok], "asked_by": actor}
+        await audit(conn, f"gateway:{out.gateway_id}", "device.probe.result", "device", out.device_id, detail, ts=now)
+
+
+async def _wait_probe(conn: Conn, state: State, device_id: str, command_id: UUID, wait_s: float,
+                      actor: str) -> ProbeOut:
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        out = await _probe_out(conn, device_id, command_id)
+        if out is None:
+            raise not_found(f"probe {command_id} of device {device_id!r}")
+        if out.done:
+            await _audit_result(conn, out, actor, state.clock.now())
+            return out
+        if asyncio.get_running_loop().time() >= deadline:
+            return out
+        await asyncio.sleep(0.2)
+
+
+@router.post("/devices/{device_id}/probe", summary="Probe a device through its gateway: pass / fail per point",
+             response_model=ProbeOut)
+async def probe(
+    device_id: str,
+    conn: Conn,
+    state: State,
+    user: Annotated[Principal, Depends(require("devices.probe"))],
+    wait_s: Annotated[float, Query(ge=0, le=60)] = 15.0,
+) -> ProbeOut:
+    """Sends the gateway's probe command (``gateway.probe``): the gateway reads every point of the device once
+    (Modbus through its running poller, MQTT from the latest messages) and answers with the decoded value or
+    the reason of the failure per point (including a value outside the point's plausible range). Waits up to
+    ``wait_s`` for the answer; when ``done`` is false, ask ``GET /api/devices/{id}/probe/{command_id}``."""
+    now = state.clock.now()
+    async with conn.transaction():
+        cur = await conn.execute("SELECT site_id, gateway_id, profile_id FROM devices WHERE id = %s", (device_id,))
+        row = await cur.fetchone()
+        if row is None:
+            raise not_found(f"device {device_id!r}")
+        if row[1] is None:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"device {device_id!r} is not bound to a gateway")
+        cid = await queue_command(
+            conn, site_id=row[0], gateway_id=row[1], device_id=device_id, command=PROBE_COMMAND, args={},
+            origin=user.username, now=now, ack_timeout=timedelta(seconds=PROBE_GATEWAY_S) + TRANSIT_MARGIN,
+            expires_after=timedelta(minutes=2),
+        )
+        await audit(conn, user.username, "device.probe", "device", device_id,
+                    {"command_id": str(cid), "gateway_id": row[1], "profile_id": row[2]}, ts=now)
+    await state.engine.send([cid])
+    return await _wait_probe(conn, state, device_id, cid, wait_s, user.username)
+
+
+@router.get("/devices/{device_id}/probe/{command_id}", summary="A probe's state and per-point results",
+            response_model=ProbeOut)
+async def probe_result(
+    device_id: str,
+    command_id: UUID,
+    conn: Conn,
+    state: State,
+    user: Annotated[Principal, Depends(require("devices.read"))],
+) -> ProbeOut:
+    return await _wait_probe(conn, state, device_id, command_id, 0.0, user.username)
 
 
 # ---------------------------------------------------------------------------------------------- pages

@@ -3,9 +3,9 @@
 // arrives — recorded in the audit log (POST /api/devices/{id}/commissioning). The installer has no live
 // stream, so the checklist asks the API every 2 s while it is open.
 // Per point, pass / fail comes from what the gateway actually read (GET /api/devices/{id}/points: its
-// first read reports every point with its quality). Not built: an active probe through the gateway from
-// here needs a gateway-side probe command (today `xiaoqu onboard probe` runs on the gateway itself); the
-// checklist says so.
+// first read reports every point with its quality), and on demand from an active probe through the gateway
+// (the 探测 / Probe button: POST /api/devices/{id}/probe, then GET …/probe/{command_id} until answered): the
+// gateway reads every point once and says per point the value at its precision or why it failed.
 
 import { $, api, el, fmtTime, profileInfo, setTimeZone, showError, start, t, typeLabel, where } from "./core.js";
 
@@ -47,24 +47,89 @@ function checksFor(device) {
   return checks;
 }
 
+function probeValue(p) {
+  if (p.value === null || p.value === undefined) return "";
+  const v = typeof p.value === "boolean" ? t(p.value ? "inst.bool.true" : "inst.bool.false") : (p.shown || String(p.value));
+  return p.unit ? `${v} ${p.unit}` : v;
+}
+
+function drawProbe(box, out) {
+  const head = out.done
+    ? t(out.ok ? "inst.probe.ok" : "inst.probe.failed", { passed: out.passed, failed: out.failed })
+    : t("inst.probe.waiting");
+  box.replaceChildren(
+    el("h3", {}, t("inst.probe.title"), " ", el("span", { class: out.done ? (out.ok ? "ok" : "bad") : "muted", id: "probe-summary" }, head)),
+    out.reason ? el("p", { class: "muted", id: "probe-reason" }, out.reason) : "",
+    el("table", { id: "probe-table" },
+      el("thead", {}, el("tr", {}, ...["", "inst.probe.col.point", "inst.probe.col.name", "inst.probe.col.value", "inst.probe.col.result", "inst.probe.col.reason"]
+        .map((k) => el("th", {}, k ? t(k) : "")))),
+      el("tbody", {}, ...out.points.map((p) => el("tr", { "data-point": p.name, class: p.ok ? "probe-pass" : "probe-fail" },
+        el("td", { class: "mark" }, p.ok ? "✓" : "✗"),
+        el("td", {}, p.label ?? p.name), el("td", { class: "muted" }, p.name),
+        el("td", { class: "probe-value" }, probeValue(p)),
+        el("td", { class: "probe-verdict" }, t(p.ok ? "inst.pass" : "inst.fail")),
+        el("td", { class: "probe-reason" }, p.reason ?? ""))))),
+    el("p", { class: "muted" }, `${t("inst.probe.source")} ${out.gateway_id} · ${out.state}`),
+  );
+}
+
+async function runProbe(device, box, button) {
+  button.disabled = true;
+  box.replaceChildren(el("p", { class: "muted" }, t("inst.probe.running")));
+  try {
+    const id = encodeURIComponent(device.id);
+    let out = await api("POST", `/api/devices/${id}/probe?wait_s=15`);
+    for (let i = 0; !out.done && i < 30; i++) {
+      drawProbe(box, out);
+      await new Promise((r) => setTimeout(r, 1000));
+      out = await api("GET", `/api/devices/${id}/probe/${out.command_id}`);
+    }
+    drawProbe(box, out);
+    showError("#view-error", null);
+    return out;
+  } catch (err) {
+    box.replaceChildren();
+    showError("#view-error", err);
+    return null;
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function renderChecklist(device, since) {
   clearInterval(poll);
   const checks = checksFor(device);
+  checks.push({ key: "probe", text: t("inst.check.probe") });
   checks.push({ key: "points", text: t("inst.check.points", { good: 0, total: "?" }) });
   const state = new Map(checks.map((c) => [c.key, { passed: false, detail: null }]));
   const list = el("ul", { class: "checks" });
+  const probeBox = el("div", { class: "points", id: "probe-result" });
+  const probeButton = el("button", {
+    type: "button", id: "probe",
+    onclick: async () => {
+      const out = await runProbe(device, probeBox, probeButton);
+      if (out && out.done) {
+        state.set("probe", { passed: out.ok, at: out.answered_at, detail: `${out.state}: ${out.passed}/${out.points.length}${out.reason ? ` (${out.reason})` : ""}` });
+        draw();
+      }
+    },
+  }, t("inst.probe.button"));
   const pointsBox = el("div", { class: "points" });
   const note = el("textarea", { name: "note", rows: 2 });
   const result = el("p", { class: "muted", id: "recorded" });
   const draw = () => list.replaceChildren(
     ...checks.map((c) => {
       const s = state.get(c.key);
+      if (c.key === "probe") {
+        const failed = s.detail !== null && !s.passed;
+        return el("li", { class: `check${s.passed ? " passed" : failed ? " failed" : ""}`, "data-check": c.key },
+          el("span", { class: "mark" }, s.passed ? "✓" : failed ? "✗" : "…"), el("span", {}, c.text), probeButton,
+          el("span", { class: "muted" }, s.detail === null ? t("inst.probe.hint") : t(s.passed ? "inst.pass" : "inst.fail")));
+      }
       return el("li", { class: `check${s.passed ? " passed" : ""}`, "data-check": c.key },
         el("span", { class: "mark" }, s.passed ? "✓" : "…"), el("span", {}, c.text),
         el("span", { class: "muted" }, s.passed ? t("inst.arrived", { t: fmtTime(s.at, { date: false }) }) : t("inst.waiting")));
     }),
-    el("li", { class: "check unavailable", "data-check": "probe" }, el("span", { class: "mark" }, "–"),
-      el("span", {}, t("inst.check.probe")), el("span", { class: "muted" }, t("inst.probe.missing"))),
   );
   const tick = async () => {
     const dev = await api("GET", `/api/devices/${encodeURIComponent(device.id)}`).catch(() => null);
@@ -101,13 +166,15 @@ function renderChecklist(device, since) {
     el("h2", {}, `${t("inst.checklist")} · ${device.id}`),
     el("p", {}, `${device.profile_id} · ${where(device)}`),
     list,
+    probeBox,
     pointsBox,
     field("inst.note", note),
     el("button", {
       type: "button", id: "record",
       onclick: async () => {
         const body = {
-          checks: checks.map((c) => ({ name: c.text, passed: state.get(c.key).passed, detail: state.get(c.key).detail })),
+          checks: checks.filter((c) => c.key !== "probe" || state.get(c.key).detail !== null) // a probe counts once run
+            .map((c) => ({ name: c.text, passed: state.get(c.key).passed, detail: state.get(c.key).detail })),
           note: note.value || null,
         };
         const r = await act(() => api("POST", `/api/devices/${encodeURIComponent(device.id)}/commissioning`, body));

@@ -8,13 +8,11 @@ building's door controller and elevator through the gateway, which acknowledges 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
+from conftest import rows, until
 from psycopg_pool import AsyncConnectionPool
 
 from cloud.alarms.engine import DecisionEngine
@@ -57,20 +55,6 @@ buildings:
 """
 
 
-def rows(dsn: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(sql, args).fetchall()
-
-
-async def until(cond: Callable[[], Any], what: str, timeout: float = 45.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 async def test_panel_zone_12_then_13_then_clear_12(tmp_path: Path, pg_dsn: str, mqtt_broker: Any,

@@ -107,6 +107,10 @@ async def test_request_size_limits(backend, db):
         r = await client.post("/api/alarms/1/comments", content=chunks(),
                               headers={**pm, "Content-Type": "application/json"})
         assert r.status_code == 413
+        # A gateway config document has its own limit (up to 1,000,000 characters): 300 KB is not "too large".
+        admin = await bearer(client, "admin")
+        r = await client.put("/api/gateways/gw1/config", json={"document": "# " + "x" * 300_000 + "\n"}, headers=admin)
+        assert r.status_code != 413, r.text
         r = await client.post("/api/auth/token", content=b"username=" + b"a" * 400_000,
                               headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert r.status_code == 413

@@ -375,7 +375,8 @@ async def test_installer_registers_and_commissions_a_detector(
     await expect(checklist.locator(".check")).to_have_count(4)
     await expect(checklist.locator("#points tr.pt-missing")).to_have_count(7)  # every acme-sd10 point
     await expect(checklist.locator('[data-check="event:smoke.test"]')).to_contain_text("按下测试按键，等待「测试」到达")
-    await expect(checklist.locator('[data-check="probe"]')).to_contain_text("网关侧探测命令尚未实现")
+    await expect(checklist.locator('[data-check="probe"]')).to_contain_text("经网关探测每个点位")
+    await expect(checklist.locator("#probe")).to_have_text("探测")
 
     # The detector comes online: its first report carries every point, the signal strength read badly;
     # then its test press arrives (all as ingest stores them).
