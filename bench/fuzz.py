@@ -7,7 +7,7 @@ The API runs for real (uvicorn + PostgreSQL in a throw-away database, seeded wit
 an alarm and a work order, one user per role); every operation of ``/api/openapi.json`` gets valid and
 invalid cases (schemathesis ``positive`` / ``negative``) as admin, property manager, grid worker, installer
 and anonymous. A 5xx is a server error; for the other targets an exception other than the part's own error
-is a crash (targets in ``bench/fuzz_targets.py``). Baseline measured in the same run: plain ``GET
+is a crash (targets in ``bench/_fuzz_targets.py``). Baseline measured in the same run: plain ``GET
 /api/health`` requests per second, against which the fuzzing request rate is given as a ratio.
 
 Last line: one JSON object (``api_requests``, ``api_server_errors``, ``decode_inputs``, ``decode_crashes``,
@@ -32,10 +32,9 @@ import httpx
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, free_port, throwaway_database
-from fuzz_targets import (
+from bench._common import emit, free_port, throwaway_database
+from bench._fuzz_targets import (
     ProfileChecker,
     check_decode,
     check_modbus,
@@ -45,7 +44,6 @@ from fuzz_targets import (
     profile_inputs,
     run,
 )
-
 from cloud.alarms.testkit import insert_event, migrate_all, seed
 from cloud.api.config import ApiConfig
 from cloud.auth.roles import Role

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from bench.fuzz_targets import (
+from bench._fuzz_targets import (
     HOSTILE,
     SEEDS,
     ProfileChecker,

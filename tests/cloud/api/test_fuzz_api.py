@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from bench.fuzz_targets import fuzz_api
+from bench._fuzz_targets import fuzz_api
 from cloud.alarms.testkit import insert_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
