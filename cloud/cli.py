@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 
+from cloud.broker.cli import app as broker_app
 from cloud.config_file import load_file
 from cloud.serve_cli import serve_command
 
@@ -120,3 +121,4 @@ def ingest(
 
 
 app.command("serve")(serve_command)
+app.add_typer(broker_app, name="broker")

@@ -96,6 +96,10 @@ def _raw_object(payload: bytes | str, topic: str | None) -> dict[str, object]:
         raw = json.loads(payload)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MalformedMessage(f"payload is not JSON: {exc}", topic=topic) from None
+    except RecursionError:
+        raise MalformedMessage("payload is nested too deeply", topic=topic) from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise MalformedMessage(f"payload has an unreadable value: {str(exc)[:120]}", topic=topic) from None
     if not isinstance(raw, dict):
         raise MalformedMessage(f"payload must be a JSON object, got {type(raw).__name__}", topic=topic)
     if "v" not in raw:

@@ -55,7 +55,10 @@ def registers_from_raw(raw: int | float, dtype: DataType, byte_order: ByteOrder 
                        word_order: ByteOrder = "big") -> list[int]:
     """The registers that hold ``raw`` (the inverse of :func:`raw_from_registers`)."""
     if dtype.startswith("float"):
-        data = struct.pack(">" + _STRUCT[dtype], float(raw))
+        try:
+            data = struct.pack(">" + _STRUCT[dtype], float(raw))
+        except (OverflowError, struct.error):
+            raise CodecError(f"{raw!r} does not fit a {dtype}") from None
     else:
         if isinstance(raw, float) and not raw.is_integer():
             raise CodecError(f"{raw} is not a whole number for {dtype}")
@@ -89,6 +92,8 @@ def decode(spec: RegisterSpec, words: Sequence[int] | Sequence[bool], byte_order
         assert spec.bits is not None
         raw = (unsigned >> spec.bits.start) & ((1 << spec.bits.length) - 1)
     if enum is not None:
+        if isinstance(raw, float) and not math.isfinite(raw):
+            raise CodecError(f"{raw} is not an enum value")
         key = int(raw)
         return enum.get(key, f"unknown({key})")
     if spec.scale == 1.0 and spec.offset == 0.0:
@@ -122,7 +127,12 @@ def encode(spec: RegisterSpec | None, value: bool | int | float | str, *, dtype:
             raise CodecError(f"{value!r} is not one of {', '.join(reverse)}")
         raw: float = reverse[value]
     else:
-        raw = (float(value) - offset) / scale if (scale != 1.0 or offset != 0.0) else value
+        if scale == 0 or not math.isfinite(scale):
+            raise CodecError(f"scale {scale} cannot be undone for a write")
+        try:
+            raw = (float(value) - offset) / scale if (scale != 1.0 or offset != 0.0) else value
+        except OverflowError:
+            raise CodecError(f"{value!r} is too large") from None
     if not dtype.startswith("float") and isinstance(raw, float):
         if not math.isfinite(raw):
             raise CodecError(f"{value!r} is not finite")

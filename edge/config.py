@@ -284,6 +284,10 @@ def load_config(path: Path, catalog: Catalog | None = None) -> tuple[GatewayConf
         update["snapshot_dir"] = _resolve(base, config.snapshot_dir)
     if config.evidence is not None and config.evidence.spool_dir is not None:
         update["evidence"] = config.evidence.model_copy(update={"spool_dir": _resolve(base, config.evidence.spool_dir)})
+    tls_files = {k: _resolve(base, v) for k in ("ca_file", "cert_file", "key_file")
+                 if (v := getattr(config.uplink, k)) is not None}
+    if tls_files:
+        update["uplink"] = config.uplink.model_copy(update=tls_files)
     config = config.model_copy(update=update)
     if catalog is None:
         catalog = load_catalog(config.profiles_dir)

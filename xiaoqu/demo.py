@@ -33,7 +33,7 @@ from rich.table import Table
 from ruamel.yaml import YAML
 
 from contract.base import StrictModel
-from xiaoqu import embedded, processes
+from xiaoqu import demo_security, embedded, processes
 
 logger = logging.getLogger(__name__)
 
@@ -159,8 +159,8 @@ def _services(config: DemoConfig, work: Path, console: Console) -> Iterator[tupl
         if config.mqtt_url:
             mqtt_url = config.mqtt_url
         else:
-            mqtt_url = stack.enter_context(embedded.mosquitto(work))
-            console.print(f"embedded Mosquitto: {mqtt_url}")
+            mqtt_url = stack.enter_context(demo_security.secure_mosquitto(work, config.layout))
+            console.print(f"embedded Mosquitto: {mqtt_url} (TLS and one account per gateway; anonymous refused)")
         if config.database_dsn:
             dsn = config.database_dsn
         else:
@@ -182,6 +182,8 @@ def _cloud_config(run: Run, mqtt_url: str, dsn: str, api_port: int) -> Path:
         "api": {"host": "127.0.0.1", "port": api_port, "jwt_secret": secrets.token_hex(32),
                 "evidence_dir": str(run.work / "evidence"), "gateway_upload_token": secrets.token_hex(16)},
     }
+    if (secure := demo_security.existing(run.work)) is not None:
+        secure.cloud_credentials(data)
     path = run.work / "cloud.yaml"
     _yaml_dump(data, path)
     return path
@@ -348,7 +350,9 @@ def _run(run: Run, mqtt_url: str, dsn: str) -> DemoResult:
 
     ports = run.work / "ports.json"
     report = run.work / "sim-report.json"
-    sim_args = ["sim", "run", "--layout", str(config.layout), "--mqtt", mqtt_url, "--seed", str(config.seed),
+    secure = demo_security.existing(run.work)
+    broker_args = secure.sim_args() if secure else ["--mqtt", mqtt_url]
+    sim_args = ["sim", "run", "--layout", str(config.layout), *broker_args, "--seed", str(config.seed),
                 "--speed", str(config.speed), "--ports-file", str(ports), "--report", str(report)]
     if not config.cameras:
         sim_args.append("--no-cameras")
@@ -365,6 +369,8 @@ def _run(run: Run, mqtt_url: str, dsn: str) -> DemoResult:
         gw_cfg = run.work / f"gateway-{gw}.yaml"
         run.xiaoqu(f"gwconf-{gw}", "sim", "gateway-config", "--layout", str(config.layout), "--gateway", gw,
                    "--ports-file", str(ports), "--out", str(gw_cfg), wait=True)
+        if secure:
+            secure.secure_gateway_config(gw_cfg)
         run.xiaoqu(f"edge-{gw}", "edge", "run", "--config", str(gw_cfg))
     console.print(f"{len(gateways)} gateway(s) started; scenario {config.scenario.name if config.scenario else '-'} "
                   f"begins in {config.startup_delay_s:g} s")

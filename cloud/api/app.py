@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from cloud.api.deps import AppState
+from cloud.api.hardening import EVIDENCE_PREFIX, HardeningMiddleware
 from cloud.api.routers import alarms, audit, auth, commands, console, evidence, orders, sites, ws
 from cloud.gateways import router as gateways
+from cloud.gateways.store import MAX_DOCUMENT_BYTES
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -24,6 +27,22 @@ def create_app(state: AppState) -> FastAPI:
         openapi_url="/api/openapi.json",
     )
     app.state.xq = state
+    app.add_middleware(
+        HardeningMiddleware,
+        max_body_bytes=state.config.max_body_bytes,
+        large_bodies={
+            EVIDENCE_PREFIX: state.config.evidence_max_bytes,
+            # a config document of up to MAX_DOCUMENT_BYTES characters, JSON-escaped (\uXXXX: 6 bytes each)
+            "/api/gateways/": 6 * MAX_DOCUMENT_BYTES + 64 * 1024,
+        },
+    )
+
+    @app.exception_handler(psycopg.DataError)
+    async def bad_value(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # A value the database cannot take (NUL in text, a number out of range): the caller's input, not a fault.
+        reason = exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)
+        return JSONResponse({"detail": f"invalid value: {reason}"}, status_code=422)
+
     for module in (auth, sites, alarms, commands, orders, audit, evidence, ws, console, gateways):
         app.include_router(module.router)
     app.include_router(console.pages)  # /install, /sound/alarm.wav (the console's own, not API)

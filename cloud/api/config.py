@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from cloud.auth.throttle import ThrottleConfig
 from contract.base import StrictModel
 
 
@@ -19,3 +20,7 @@ class ApiConfig(StrictModel):
     gateway_upload_token: str | None = Field(
         default=None, min_length=16, description="shared secret gateways send as X-Gateway-Token to upload evidence"
     )
+    max_body_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="largest request body except evidence uploads (413 beyond)"
+    )
+    login_throttle: ThrottleConfig = Field(default_factory=ThrottleConfig)

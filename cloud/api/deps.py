@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
@@ -17,6 +17,7 @@ from cloud.alarms.engine import DecisionEngine
 from cloud.api.config import ApiConfig
 from cloud.auth.roles import allowed, is_grid_scoped
 from cloud.auth.security import Principal, TokenError, decode_token
+from cloud.auth.throttle import LoginThrottle
 
 
 @dataclass
@@ -26,6 +27,10 @@ class AppState:
     engine: DecisionEngine
     bus: ChangeBus
     clock: Clock
+    throttle: LoginThrottle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.throttle = LoginThrottle(self.config.login_throttle)
 
 
 def get_state(request: Request) -> AppState:
@@ -76,13 +81,44 @@ def require(permission: str) -> Callable[[Principal], Awaitable[Principal]]:
 
 @dataclass(frozen=True)
 class Scope:
-    """What part of the compound the caller sees: everything (None) or their grid's buildings."""
+    """What part of the compound the caller sees: everything (None) or their grid's buildings.
+
+    Every read route that returns located things (site / building) takes ``scope: GridScope`` and filters
+    with :meth:`sql` (lists) or :meth:`check` (one item): grid workers see their grid, others everything.
+    """
 
     grid_id: str | None
     buildings: list[tuple[str, str]] | None  # (site_id, building) pairs; None = unrestricted
 
+    @property
+    def unrestricted(self) -> bool:
+        return self.buildings is None
+
+    @property
+    def sites(self) -> set[str] | None:
+        """Sites the caller sees anything of (None = all)."""
+        return None if self.buildings is None else {s for s, _ in self.buildings}
+
     def allows(self, site_id: str | None, building: str | None) -> bool:
         return self.buildings is None or (site_id, building) in self.buildings
+
+    def check(self, site_id: str | None, building: str | None, what: str) -> None:
+        """404 (as if it did not exist) when the item is outside the caller's grid."""
+        if not self.allows(site_id, building):
+            raise not_found(what)
+
+    def sql(self, site_col: str = "site_id", building_col: str = "building") -> tuple[str, list[Any]]:
+        """An ``AND …`` clause and its arguments restricting rows to the caller's buildings ('' when unrestricted).
+
+        ``site_col`` / ``building_col`` are column expressions of the caller's query (trusted code, never input).
+        """
+        if self.buildings is None:
+            return "", []
+        clause = (
+            f" AND ({site_col}, {building_col}) IN "
+            "(SELECT s, b FROM unnest(%s::text[], %s::text[]) AS t(s, b))"
+        )
+        return clause, [[s for s, _ in self.buildings], [b for _, b in self.buildings]]
 
 
 async def scope_for(conn: AsyncConnection[Any], user: Principal) -> Scope:
@@ -92,6 +128,14 @@ async def scope_for(conn: AsyncConnection[Any], user: Principal) -> Scope:
         return Scope(None, [])
     cur = await conn.execute("SELECT site_id, unnest(buildings) FROM grids WHERE id = %s", (user.grid_id,))
     return Scope(user.grid_id, [(str(s), str(b)) for s, b in await cur.fetchall()])
+
+
+async def grid_scope(conn: Conn, user: CurrentUser) -> Scope:
+    return await scope_for(conn, user)
+
+
+GridScope = Annotated[Scope, Depends(grid_scope)]
+"""The caller's :class:`Scope` as a dependency: ``scope: GridScope`` in any route (shares the request's connection)."""
 
 
 def not_found(what: str) -> HTTPException:

@@ -17,6 +17,8 @@ from cloud.auth.security import hash_password, verify_password
 
 log = logging.getLogger(__name__)
 
+_DUMMY_HASH = hash_password("no such user: this hash only spends the same time as a real check")
+
 
 class UserExists(ValueError):
     pass
@@ -69,7 +71,10 @@ async def authenticate(conn: AsyncConnection[Any], username: str, password: str)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("SELECT * FROM users WHERE username = %s AND active", (username,))
         row = await cur.fetchone()
-    if row is None or not verify_password(password, row["password_hash"]):
+    if row is None:
+        verify_password(password, _DUMMY_HASH)  # same work as for a real user: no username oracle by timing
+        return None
+    if not verify_password(password, row["password_hash"]):
         return None
     return _user(row)
 

@@ -87,7 +87,7 @@ async def put_config(
     except store.UnknownGateway as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except store.DocumentError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"document: {exc}") from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"document: {exc}") from None
     out = _out(stored, await _applied(conn, gateway_id))
     publisher = state.engine.publisher
     if publisher is None:

@@ -10,7 +10,7 @@ from psycopg.rows import dict_row
 from pydantic import AwareDatetime, Field
 
 from cloud.alarms import store
-from cloud.api.deps import Conn, Scope, State, not_found, require, scope_for
+from cloud.api.deps import Conn, GridScope, Scope, State, not_found, require
 from cloud.auth.security import Principal
 from cloud.auth.store import audit
 from contract.base import StrictModel
@@ -45,30 +45,29 @@ async def _visible_alarm(conn: Conn, alarm_id: int, scope: Scope) -> dict[str, A
         row = await store.get_alarm(conn, alarm_id)
     except store.AlarmNotFound:
         raise not_found(f"alarm {alarm_id}") from None
-    if not scope.allows(row["site_id"], row["building"]):
-        raise not_found(f"alarm {alarm_id}")  # outside the caller's grid: as if it did not exist
+    scope.check(row["site_id"], row["building"], f"alarm {alarm_id}")  # outside the grid: as if it did not exist
     return row
 
 
 @router.get("/alarms", summary="List alarms (grid workers see their grid's only)")
 async def list_alarms(
     conn: Conn,
-    user: Annotated[Principal, Depends(require("alarms.read"))],
+    scope: GridScope,
+    _: Annotated[Principal, Depends(require("alarms.read"))],
     active: bool | None = True,
     site_id: str | None = None,
     building: str | None = None,
     severity: str | None = None,
     limit: int = 200,
 ) -> list[dict[str, Any]]:
-    scope = await scope_for(conn, user)
     sql = (
         "SELECT * FROM alarms WHERE (%s::boolean IS NULL OR active = %s) AND (%s::text IS NULL OR site_id = %s) "
         "AND (%s::text IS NULL OR building = %s) AND (%s::text IS NULL OR severity = %s)"
     )
     args: list[Any] = [active, active, site_id, site_id, building, building, severity, severity]
-    if scope.buildings is not None:
-        sql += " AND (site_id, building) IN (SELECT s, b FROM unnest(%s::text[], %s::text[]) AS t(s, b))"
-        args += [[s for s, _ in scope.buildings], [b for _, b in scope.buildings]]
+    clause, scope_args = scope.sql()
+    sql += clause
+    args += scope_args
     sql += " ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'major' THEN 1 WHEN 'minor' THEN 2 ELSE 3 END, id DESC"
     sql += " LIMIT %s"
     args.append(min(max(limit, 1), 1000))
@@ -79,9 +78,9 @@ async def list_alarms(
 
 @router.get("/alarms/{alarm_id}", summary="An alarm with its timeline, comments and evidence")
 async def get_alarm(
-    alarm_id: int, conn: Conn, user: Annotated[Principal, Depends(require("alarms.read"))]
+    alarm_id: int, conn: Conn, scope: GridScope, _: Annotated[Principal, Depends(require("alarms.read"))]
 ) -> dict[str, Any]:
-    await _visible_alarm(conn, alarm_id, await scope_for(conn, user))
+    await _visible_alarm(conn, alarm_id, scope)
     return await store.detail(conn, alarm_id)
 
 
@@ -129,9 +128,10 @@ async def comment(
     body: CommentIn,
     conn: Conn,
     state: State,
+    scope: GridScope,
     user: Annotated[Principal, Depends(require("alarms.comment"))],
 ) -> dict[str, Any]:
-    await _visible_alarm(conn, alarm_id, await scope_for(conn, user))
+    await _visible_alarm(conn, alarm_id, scope)
     async with conn.transaction():
         row = await store.comment(conn, alarm_id, user.username, body.text, state.clock.now())
     return store.to_json(row)
@@ -193,25 +193,30 @@ async def create_window(
 
 @router.get("/incidents", tags=["incidents"], summary="Incidents (confirmed fire, entrapment, …)")
 async def list_incidents(
-    conn: Conn, _: Annotated[Principal, Depends(require("incidents.read"))], state_filter: str | None = "open"
+    conn: Conn,
+    scope: GridScope,
+    _: Annotated[Principal, Depends(require("incidents.read"))],
+    state_filter: str | None = "open",
 ) -> list[dict[str, Any]]:
+    clause, scope_args = scope.sql()
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT * FROM incidents WHERE (%s::text IS NULL OR state = %s) ORDER BY id DESC LIMIT 500",
-            (state_filter, state_filter),
+            f"SELECT * FROM incidents WHERE (%s::text IS NULL OR state = %s){clause} ORDER BY id DESC LIMIT 500",
+            (state_filter, state_filter, *scope_args),
         )
         return [store.to_json(r) for r in await cur.fetchall()]
 
 
 @router.get("/incidents/{incident_id}", tags=["incidents"], summary="An incident with its alarms and commands")
 async def get_incident(
-    incident_id: int, conn: Conn, _: Annotated[Principal, Depends(require("incidents.read"))]
+    incident_id: int, conn: Conn, scope: GridScope, _: Annotated[Principal, Depends(require("incidents.read"))]
 ) -> dict[str, Any]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("SELECT * FROM incidents WHERE id = %s", (incident_id,))
         row = await cur.fetchone()
         if row is None:
             raise not_found(f"incident {incident_id}")
+        scope.check(row["site_id"], row["building"], f"incident {incident_id}")
         out = store.to_json(row)
         await cur.execute("SELECT * FROM alarms WHERE id = ANY(%s) ORDER BY id", (row["alarm_ids"],))
         out["alarms"] = [store.to_json(r) for r in await cur.fetchall()]

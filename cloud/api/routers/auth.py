@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import Field
 
@@ -32,13 +32,32 @@ class UserIn(StrictModel):
     full_name: str | None = None
 
 
-@router.post("/auth/token", response_model=Token, summary="Log in with username and password")
-async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], conn: Conn, state: State) -> Token:
+@router.post(
+    "/auth/token",
+    response_model=Token,
+    summary="Log in with username and password",
+    responses={429: {"description": "too many failed logins for this user or address; see Retry-After"}},
+)
+async def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request, conn: Conn, state: State
+) -> Token:
+    address = request.client.host if request.client else "unknown"
+    locked = state.throttle.check(form.username, address)
+    if locked is not None:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many failed logins for this {locked.scope}; try again in {locked.retry_after_s} s",
+            headers={"Retry-After": str(locked.retry_after_s)},
+        )
     user = await authenticate(conn, form.username, form.password)
     if user is None:
+        state.throttle.failed(form.username, address)
+        await audit(conn, form.username[:64], "auth.login_failed", "address", address)
+        await conn.commit()  # kept although the request fails
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
         )
+    state.throttle.succeeded(form.username)
     principal = Principal(user.username, user.role, user.grid_id)
     token = create_token(principal, state.config.jwt_secret, timedelta(minutes=state.config.token_ttl_minutes))
     return Token(access_token=token, role=user.role)

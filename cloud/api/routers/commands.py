@@ -11,7 +11,7 @@ from psycopg.rows import dict_row
 from pydantic import Field
 
 from cloud.alarms.store import to_json
-from cloud.api.deps import Conn, State, not_found, require
+from cloud.api.deps import Conn, GridScope, Scope, State, not_found, require
 from cloud.auth.security import Principal
 from cloud.dispatch.validate import CommandRefused
 from contract.base import StrictModel
@@ -54,31 +54,40 @@ async def issue(
         detail = [{"loc": ["body", *exc.field], "msg": str(exc), "type": "command_refused", "ctx": exc.ctx}]
         raise HTTPException(422, detail) from None
     await state.engine.send([cid])
-    return await get_command(cid, conn, user)
+    return await get_command(cid, conn, Scope(None, None), user)
 
 
 @router.get("", summary="Recent commands")
 async def list_commands(
     conn: Conn,
+    scope: GridScope,
     _: Annotated[Principal, Depends(require("commands.read"))],
     device_id: str | None = None,
     limit: int = 200,
 ) -> list[dict[str, Any]]:
+    clause, args = scope.sql("d.site_id", "d.building")
+    located = f" AND device_id IN (SELECT d.id FROM devices d WHERE true{clause})" if clause else ""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT * FROM commands WHERE (%s::text IS NULL OR device_id = %s) ORDER BY created_at DESC LIMIT %s",
-            (device_id, device_id, min(max(limit, 1), 1000)),
+            f"SELECT * FROM commands WHERE (%s::text IS NULL OR device_id = %s){located} "
+            "ORDER BY created_at DESC LIMIT %s",
+            (device_id, device_id, *args, min(max(limit, 1), 1000)),
         )
         return [to_json(r) for r in await cur.fetchall()]
 
 
 @router.get("/{command_id}", summary="One command's status")
 async def get_command(
-    command_id: UUID, conn: Conn, _: Annotated[Principal, Depends(require("commands.read"))]
+    command_id: UUID, conn: Conn, scope: GridScope, _: Annotated[Principal, Depends(require("commands.read"))]
 ) -> dict[str, Any]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("SELECT * FROM commands WHERE id = %s", (command_id,))
+        await cur.execute(
+            "SELECT c.*, d.site_id AS _site, d.building AS _building FROM commands c "
+            "LEFT JOIN devices d ON d.id = c.device_id WHERE c.id = %s",
+            (command_id,),
+        )
         row = await cur.fetchone()
     if row is None:
         raise not_found(f"command {command_id}")
+    scope.check(row.pop("_site"), row.pop("_building"), f"command {command_id}")
     return to_json(row)

@@ -8,11 +8,12 @@ import json
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.responses import FileResponse
 
-from cloud.api.deps import State, principal_from_token
+from cloud.api.deps import Conn, GridScope, Scope, State, principal_from_token, require
 from cloud.auth.roles import allowed
+from cloud.auth.security import Principal
 
 router = APIRouter(prefix="/api/evidence", tags=["evidence"])
 
@@ -79,12 +80,34 @@ async def upload(
     return info
 
 
-@router.get("/{ref}", summary="View evidence", response_class=FileResponse)
-async def view(ref: str, request: Request, state: State) -> FileResponse:
+async def _in_scope(conn: Conn, ref: str, scope: Scope, user: Principal) -> bool:
+    """Evidence a grid worker may see: attached to an alarm in their grid, or to a work order they see."""
+    clause, args = scope.sql()
+    cur = await conn.execute(
+        f"SELECT EXISTS (SELECT 1 FROM alarms WHERE evidence @> %s::jsonb{clause}) "
+        "OR EXISTS (SELECT 1 FROM work_orders WHERE (arrival_photo = %s OR evidence ? %s) "
+        "AND (assignee = %s OR grid_id = %s))",
+        (json.dumps([{"ref": ref}]), *args, ref, ref, user.username, user.grid_id),
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+@router.get("/{ref}", summary="View evidence (grid workers: their grid's)", response_class=FileResponse)
+async def view(
+    ref: str,
+    conn: Conn,
+    state: State,
+    scope: GridScope,
+    user: Annotated[Principal, Depends(require("evidence.read"))],
+) -> FileResponse:
     _check_ref(ref)
-    _authorise(request, state, "evidence.read", None)
     path, meta = state.config.evidence_dir / ref, state.config.evidence_dir / f"{ref}.meta.json"
+    info: dict[str, Any] = json.loads(meta.read_text()) if meta.exists() else {}
+    if not scope.unrestricted and info.get("uploaded_by") != user.username and not await _in_scope(
+        conn, ref, scope, user
+    ):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"evidence {ref!r} not found")  # as if it did not exist
     if not path.exists():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"evidence {ref!r} not found")
-    ctype = json.loads(meta.read_text()).get("content_type", "application/octet-stream") if meta.exists() else None
-    return FileResponse(path, media_type=ctype or "application/octet-stream")
+    return FileResponse(path, media_type=info.get("content_type") or "application/octet-stream")

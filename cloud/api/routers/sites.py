@@ -10,7 +10,7 @@ from psycopg.rows import dict_row
 from pydantic import Field
 
 from cloud.alarms.store import to_json
-from cloud.api.deps import Conn, not_found, require
+from cloud.api.deps import Conn, GridScope, not_found, require
 from cloud.auth.security import Principal
 from cloud.auth.store import audit
 from contract.base import StrictModel
@@ -50,8 +50,14 @@ async def _rows(conn: Conn, sql: str, *args: Any) -> list[dict[str, Any]]:
 
 
 @router.get("/sites", summary="List sites")
-async def list_sites(conn: Conn, _: Annotated[Principal, Depends(require("sites.read"))]) -> list[dict[str, Any]]:
-    return await _rows(conn, "SELECT id, name FROM sites ORDER BY id")
+async def list_sites(
+    conn: Conn, scope: GridScope, _: Annotated[Principal, Depends(require("sites.read"))]
+) -> list[dict[str, Any]]:
+    sites = scope.sites
+    return await _rows(
+        conn, "SELECT id, name FROM sites WHERE %s::text[] IS NULL OR id = ANY(%s) ORDER BY id",
+        None if sites is None else sorted(sites), None if sites is None else sorted(sites),
+    )
 
 
 @router.post("/sites", status_code=201, summary="Create a site (admin)")
@@ -68,23 +74,33 @@ async def create_site(
 
 
 @router.get("/sites/{site_id}", summary="A site with its grids, gateways and alarm counts per building")
-async def get_site(site_id: str, conn: Conn, _: Annotated[Principal, Depends(require("sites.read"))]) -> dict[str, Any]:
+async def get_site(
+    site_id: str, conn: Conn, scope: GridScope, _: Annotated[Principal, Depends(require("sites.read"))]
+) -> dict[str, Any]:
     site = await _rows(conn, "SELECT id, name FROM sites WHERE id = %s", site_id)
-    if not site:
+    if not site or (scope.sites is not None and site_id not in scope.sites):
         raise not_found(f"site {site_id!r}")
     out = site[0]
-    out["grids"] = await _rows(conn, "SELECT id, name, buildings FROM grids WHERE site_id = %s ORDER BY id", site_id)
-    out["gateways"] = await _rows(
-        conn, "SELECT id, state, last_seen, software FROM gateways WHERE site_id = %s ORDER BY id", site_id
-    )
+    if scope.unrestricted:
+        out["grids"] = await _rows(
+            conn, "SELECT id, name, buildings FROM grids WHERE site_id = %s ORDER BY id", site_id
+        )
+        out["gateways"] = await _rows(
+            conn, "SELECT id, state, last_seen, software FROM gateways WHERE site_id = %s ORDER BY id", site_id
+        )
+    else:  # a grid worker: their grid, no gateway inventory
+        out["grids"] = await _rows(conn, "SELECT id, name, buildings FROM grids WHERE id = %s", scope.grid_id)
+        out["gateways"] = []
+    clause, args = scope.sql("d.site_id", "d.building")
     out["buildings"] = await _rows(
         conn,
         "SELECT d.building, count(*) AS devices, count(*) FILTER (WHERE d.state = 'online') AS online, "
         "(SELECT count(*) FROM alarms a WHERE a.site_id = %s AND a.building = d.building AND a.active) "
         "AS active_alarms "
-        "FROM devices d WHERE d.site_id = %s GROUP BY d.building ORDER BY d.building",
+        f"FROM devices d WHERE d.site_id = %s{clause} GROUP BY d.building ORDER BY d.building",
         site_id,
         site_id,
+        *args,
     )
     return out
 
@@ -109,33 +125,37 @@ async def put_grid(
 @router.get("/devices", summary="List devices (filter by site, building, gateway)")
 async def list_devices(
     conn: Conn,
+    scope: GridScope,
     _: Annotated[Principal, Depends(require("devices.read"))],
     site_id: str | None = None,
     building: str | None = None,
     gateway_id: str | None = None,
 ) -> list[dict[str, Any]]:
+    clause, args = scope.sql()
     return await _rows(
         conn,
         "SELECT id, gateway_id, profile_id, site_id, building, floor, unit, area, name, state, last_seen FROM devices "
         "WHERE (%s::text IS NULL OR site_id = %s) AND (%s::text IS NULL OR building = %s) "
-        "AND (%s::text IS NULL OR gateway_id = %s) ORDER BY id",
+        f"AND (%s::text IS NULL OR gateway_id = %s){clause} ORDER BY id",
         site_id,
         site_id,
         building,
         building,
         gateway_id,
         gateway_id,
+        *args,
     )
 
 
 @router.get("/devices/{device_id}", summary="One device with its active alarms")
 async def get_device(
-    device_id: str, conn: Conn, _: Annotated[Principal, Depends(require("devices.read"))]
+    device_id: str, conn: Conn, scope: GridScope, _: Annotated[Principal, Depends(require("devices.read"))]
 ) -> dict[str, Any]:
     rows = await _rows(conn, "SELECT * FROM devices WHERE id = %s", device_id)
     if not rows:
         raise not_found(f"device {device_id!r}")
     out = rows[0]
+    scope.check(out["site_id"], out["building"], f"device {device_id!r}")
     out["active_alarms"] = await _rows(
         conn, "SELECT id, type, severity, acknowledged, first_ts FROM alarms WHERE device_id = %s AND active", device_id
     )
@@ -179,6 +199,7 @@ async def register_device(
 async def telemetry(
     device_id: str,
     conn: Conn,
+    scope: GridScope,
     _: Annotated[Principal, Depends(require("telemetry.read"))],
     point: str | None = None,
     resolution: str = "1m",
@@ -187,6 +208,11 @@ async def telemetry(
     table = {"1m": "telemetry_1m", "5m": "telemetry_5m", "1h": "telemetry_1h"}.get(resolution)
     if table is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "resolution must be one of 1m, 5m, 1h")
+    if not scope.unrestricted:
+        where = await _rows(conn, "SELECT site_id, building FROM devices WHERE id = %s", device_id)
+        if not where:
+            raise not_found(f"device {device_id!r}")
+        scope.check(where[0]["site_id"], where[0]["building"], f"device {device_id!r}")
     return await _rows(
         conn,
         f"SELECT bucket, point, avg, min, max, count, last FROM {table} WHERE device_id = %s "

@@ -61,3 +61,27 @@ def test_token_roundtrip_and_refusals():
         decode_token(old, SECRET)
     with pytest.raises(TokenError):
         decode_token("not-a-token", SECRET)
+
+
+@pytest.mark.filterwarnings("ignore:The HMAC key")  # the HS512 token is signed with our (HS256-sized) key
+def test_alg_none_and_tampered_tokens_refused():
+    import base64
+    import json
+
+    import jwt
+
+    def b64(d: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+
+    claims = {"sub": "root", "role": "admin", "exp": int(datetime.now(UTC).timestamp()) + 600}
+    for alg in ("none", "None", "NONE"):
+        with pytest.raises(TokenError):
+            decode_token(f"{b64({'alg': alg, 'typ': 'JWT'})}.{b64(claims)}.", SECRET)
+    # HS256 signed with the right key but a different algorithm name in the header is refused too.
+    hs512 = jwt.encode(claims, SECRET, algorithm="HS512")
+    with pytest.raises(TokenError):
+        decode_token(hs512, SECRET)
+    head, _, sig = create_token(Principal("wang", Role.GRID_WORKER, "g1"), SECRET, timedelta(minutes=5)).split(".")
+    with pytest.raises(TokenError):
+        decode_token(f"{head}.{b64(claims)}.{sig}", SECRET)
+
