@@ -1,7 +1,10 @@
 """Ingest throughput end to end: load generator → Mosquitto → ingest workers → PostgreSQL (QoS 1).
 
 Baseline: raw binary COPY of the same rows into the same table, measured in the same run.
-Usage: .venv/bin/python bench/ingest.py [--quick] [--workers 1,2] [--points-per-message 500]
+Events phase: a backlog of single-event messages queued in the broker for a worker's (pre-created) session,
+drained by one worker with receipts on (a Receipt per gateway after each commit) and off, alternately in the
+same run: the ratio is what receipts cost ingest.
+Usage: .venv/bin/python bench/ingest.py [--quick] [--workers 1,2] [--points-per-message 500] [--events N]
 Prints figures, then ONE JSON object as the last line.
 """
 
@@ -53,7 +56,7 @@ def make_messages(n_messages: int, points_per_message: int, run: str) -> list[tu
     return out
 
 
-def births(run: str) -> list[tuple[str, bytes]]:
+def births(run: str, prefix: str = "") -> list[tuple[str, bytes]]:
     from contract.codec import encode
     from contract.messages import DeviceInfo, GatewayState, Location
 
@@ -66,7 +69,8 @@ def births(run: str) -> list[tuple[str, bytes]]:
             ts=datetime.now(UTC),
             state="online",
             devices=[
-                DeviceInfo(device=f"{gw}-d{d}", profile="bench", location=Location(site=f"{SITE}-{run}", building="B1"))
+                DeviceInfo(device=f"{prefix}{gw}-d{d}", profile="bench",
+                           location=Location(site=f"{SITE}-{run}", building="B1"))
                 for d in range(DEVICES_PER_GW)
             ],
         )
@@ -94,20 +98,25 @@ def publish(port: int, messages: list[tuple[str, bytes]], started: Any, retain: 
     c.loop_stop()
 
 
-def worker_proc(dsn: str, port: int, run: str, index: int) -> None:
+def bench_config(port: int, run: str, receipts: bool = True) -> Any:
+    from cloud.ingest.config import IngestConfig, MqttConfig
+
+    return IngestConfig(
+        mqtt=MqttConfig(port=port), client_id=f"bench-{run}", site=f"{SITE}-{run}", group=f"g{run}",
+        session_expiry_s=60, receipts=receipts,
+    )
+
+
+def worker_proc(dsn: str, port: int, run: str, index: int, receipts: bool = True) -> None:
     processes.die_with_parent()
     import logging
 
     logging.basicConfig(level=logging.WARNING)
     import signal
 
-    from cloud.ingest.config import IngestConfig, MqttConfig
     from cloud.ingest.worker import IngestWorker
 
-    cfg = IngestConfig(
-        mqtt=MqttConfig(port=port), client_id=f"bench-{run}", site=f"{SITE}-{run}", group=f"g{run}", session_expiry_s=60
-    )
-    w = IngestWorker(DatabaseConfig(dsn=dsn), cfg, index=index)
+    w = IngestWorker(DatabaseConfig(dsn=dsn), bench_config(port, run, receipts), index=index)
     signal.signal(signal.SIGTERM, lambda *_: w._stop.set())
     w.run()
 
@@ -190,14 +199,71 @@ def _measure(dsn: str, port: int, run: str, ctx: Any, started: Any, messages_n: 
     return messages_n * ppm / dt
 
 
+def make_events(n: int, run: str) -> list[tuple[str, bytes]]:
+    """Single-event messages (a door opening, say) spread over the gateways' devices, built as text."""
+    out = []
+    ts = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    for i in range(n):
+        gw = f"gw{i % GATEWAYS}"
+        mid = uuid.UUID(int=(uuid.uuid4().int & ~(0xF << 76)) | (0x7 << 76))
+        payload = (
+            f'{{"v":2,"id":"{mid}","gw":"{gw}","seq":{i},"ts":"{ts}","kind":"event",'
+            f'"device":"{run}-{gw}-d{i % DEVICES_PER_GW}","event":"door.opened","key":"door.opened",'
+            f'"severity":"info","active":true}}'
+        )
+        out.append((f"xq/v1/{SITE}-{run}/{gw}/event", payload.encode()))
+    return out
+
+
+def run_events(dsn: str, port: int, n: int, receipts: bool) -> float:
+    """Events/s one worker commits draining a backlog of ``n`` event messages queued for its session."""
+    from cloud.ingest.session import ensure_sessions
+
+    run = uuid.uuid4().hex[:6]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE events")  # so counting this run's events stays cheap while it drains
+    ensure_sessions(bench_config(port, run), 1)  # the broker queues for the worker before it runs
+    ctx = multiprocessing.get_context("spawn")
+    started = ctx.Event()  # kept referenced until the child has it
+    pub = ctx.Process(target=publish, args=(port, births(run, f"{run}-") + make_events(n, run), started))
+    pub.start()
+    pub.join()
+    if pub.exitcode != 0:
+        raise RuntimeError(f"the publisher failed (exit {pub.exitcode})")
+    proc = ctx.Process(target=worker_proc, args=(dsn, port, run, 0, receipts))
+    proc.start()
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            query = "SELECT count(*) FROM events"
+            first_at = first_n = 0.0
+            deadline = time.monotonic() + 300
+            while True:
+                row = conn.execute(query).fetchone()
+                done = int(row[0]) if row else 0
+                now = time.perf_counter()
+                if done and not first_at:
+                    first_at, first_n = now, done
+                if done >= n:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"only {done} of {n} events committed")
+                time.sleep(0.02)
+        return (n - first_n) / max(now - first_at, 1e-6)
+    finally:
+        proc.terminate()
+        proc.join(20)
+
+
 def main() -> None:
     processes.exit_on_stop_signals()  # SIGTERM/SIGHUP unwind like Ctrl-C: workers and publisher are stopped
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="small run (about 20 s)")
+    ap.add_argument("--quick", action="store_true", help="small run (about 1.5 min with the events phase)")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--points-per-message", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=None)
+    ap.add_argument("--events", type=int, default=None, help="events in the receipts phase (0 = skip it)")
     args = ap.parse_args()
+    n_events = args.events if args.events is not None else (10_000 if args.quick else 50_000)
     ppm = args.points_per_message
     total_points = 200_000 if args.quick else 1_000_000
     repeat = args.repeat or (1 if args.quick else 3)
@@ -218,6 +284,19 @@ def main() -> None:
                 f"ingest, {w} worker(s): {rates[w]:,.0f} points/s committed (median of {repeat}: "
                 f"{', '.join(f'{r:,.0f}' for r in runs)}); ratio to raw COPY {rates[w] / raw:.2f}"
             )
+        events: dict[str, float] = {}
+        if n_events:
+            pairs = max(3, repeat)
+            with_r: list[float] = []
+            without: list[float] = []
+            for _ in range(pairs):  # alternate, so load on the shared machine hits both alike
+                with_r.append(run_events(dsn, port, n_events, receipts=True))
+                without.append(run_events(dsn, port, n_events, receipts=False))
+            events = {"on": median(with_r), "off": median(without)}
+            print(
+                f"events, 1 worker, backlog of {n_events:,}: {events['on']:,.0f} events/s with receipts, "
+                f"{events['off']:,.0f} without (medians of {pairs}); ratio {events['on'] / events['off']:.2f}"
+            )
     best = max(rates, key=lambda k: rates[k])
     emit(
         {
@@ -231,6 +310,15 @@ def main() -> None:
             "points_total": messages_n * ppm,
             "qos": 1,
             "quick": args.quick,
+            **(
+                {
+                    "events_per_s_with_receipts": round(events["on"]),
+                    "events_per_s_without_receipts": round(events["off"]),
+                    "receipts_ratio": round(events["on"] / events["off"], 3),
+                }
+                if events
+                else {}
+            ),
         }
     )
 

@@ -37,13 +37,30 @@ def section(data: dict[str, Any], name: str, model: type[M], overrides: dict[str
         raise typer.BadParameter(f"{where}section '{name}': {exc}") from None
 
 
+def _mqtt_override(data: dict[str, Any], mqtt: str | None) -> dict[str, Any]:
+    """``--mqtt host:port`` over the file's ``ingest.mqtt`` section."""
+    if mqtt is None:
+        return {}
+    from cloud.ingest.config import MqttConfig
+
+    host, _, port = mqtt.rpartition(":")
+    base = dict((data.get("ingest") or {}).get("mqtt") or {})
+    return {"mqtt": MqttConfig.model_validate({**base, "host": host or "127.0.0.1", "port": int(port)})}
+
+
 @app.command()
 def migrate(
     config: Path | None = CONFIG_OPTION,
     dsn: str | None = typer.Option(None, help="PostgreSQL DSN (overrides database.dsn)."),
     flavour: str | None = typer.Option(None, help="auto | timescale | native (only at the first migrate)."),
+    mqtt: str | None = typer.Option(
+        None, help="broker as host:port: also create the ingest workers' persistent sessions there "
+        "(done too when the config file has an 'ingest' section)."
+    ),
+    workers: int = typer.Option(1, min=1, help="ingest workers whose sessions to create (indexes 0..N-1)."),
 ) -> None:
-    """Create or upgrade the database schema (re-runnable)."""
+    """Create or upgrade the database schema (re-runnable); create the ingest MQTT sessions, so the broker
+    queues what gateways send from now on, even before the first `xiaoqu cloud ingest`."""
     from cloud.db import DatabaseConfig
     from cloud.db.migrate import MigrationError
     from cloud.db.migrate import migrate as run_migrate
@@ -64,6 +81,22 @@ def migrate(
         apply_retention(conn, result.flavour, db)
     applied = ", ".join(map(str, result.applied)) or "none"
     typer.echo(f"flavour {result.flavour}; applied: {applied}; already applied: {len(result.already)}")
+    if mqtt is None and not data.get("ingest"):
+        typer.echo("no broker given (--mqtt or an 'ingest' section): the ingest session is created by the first "
+                   "`xiaoqu cloud ingest`; until then only the gateways' outboxes keep what they send")
+        return
+    from cloud.ingest.config import IngestConfig
+    from cloud.ingest.session import SessionError, ensure_sessions
+
+    ingest_cfg = section(data, "ingest", IngestConfig, _mqtt_override(data, mqtt), config)
+    try:
+        sessions = ensure_sessions(ingest_cfg, workers)
+    except SessionError as exc:
+        typer.echo(f"ingest session not created: {exc}; the first `xiaoqu cloud ingest` creates it", err=True)
+        return
+    for s in sessions:
+        typer.echo(f"ingest session {s.client_id} on {ingest_cfg.mqtt.host}:{ingest_cfg.mqtt.port}: "
+                   f"{'already there' if s.existed else 'created'} (kept {ingest_cfg.session_expiry_s} s while away)")
 
 
 @app.command()
@@ -76,17 +109,12 @@ def ingest(
 ) -> None:
     """Consume telemetry, events, state and acks from MQTT and store them (ack after commit)."""
     from cloud.db import DatabaseConfig
-    from cloud.ingest.config import IngestConfig, MqttConfig
+    from cloud.ingest.config import IngestConfig
     from cloud.ingest.worker import run_workers
 
     data = load_file(config)
     db = section(data, "database", DatabaseConfig, {"dsn": dsn}, config)
-    overrides: dict[str, Any] = {}
-    if mqtt is not None:
-        host, _, port = mqtt.rpartition(":")
-        base = dict((data.get("ingest") or {}).get("mqtt") or {})
-        overrides["mqtt"] = MqttConfig.model_validate({**base, "host": host or "127.0.0.1", "port": int(port)})
-    cfg = section(data, "ingest", IngestConfig, overrides, config)
+    cfg = section(data, "ingest", IngestConfig, _mqtt_override(data, mqtt), config)
     stopped_by = run_workers(db, cfg, workers, first_index=index)
     if stopped_by is not None and stopped_by != signal.SIGINT:
         raise typer.Exit(128 + stopped_by)  # stopped by a service manager or a hang-up, not by Ctrl-C

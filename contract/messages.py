@@ -122,6 +122,9 @@ class GatewayHealth(StrictModel):
     poll_latency_ms_p50: float | None = None
     dropped_telemetry_total: int = Field(default=0, ge=0)
     config_version: int | None = Field(default=None, ge=0, description="the backend-pushed config in force")
+    awaiting_receipt: int = Field(
+        default=0, ge=0, description="outbox rows the broker acknowledged that wait for the backend's Receipt"
+    )
 
 
 class GatewayState(Envelope):
@@ -201,7 +204,8 @@ class Receipt(Envelope):
 
     A broker PUBACK only says the broker has a message; the gateway keeps a life-safety message in its
     outbox (and re-sends it, same id) until a receipt names it. Sent after every commit that stored a
-    message of the gateway's alarm lane, and again for a duplicate (already stored) so a re-send is settled.
+    message of a receipted kind (``contract.topics.RECEIPTED_KINDS``: events and command acks, so every message
+    of the gateway's alarm lane), and again for a duplicate (already stored) so a re-send is settled.
     """
 
     kind: Literal["receipt"] = "receipt"

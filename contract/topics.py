@@ -33,6 +33,9 @@ class TopicKind(StrEnum):
 
 UPLINK_KINDS = (TopicKind.TELEMETRY, TopicKind.EVENT, TopicKind.STATE, TopicKind.HEALTH, TopicKind.CMD_ACK)
 DOWNLINK_KINDS = (TopicKind.CMD, TopicKind.RECEIPT, TopicKind.CONFIG)
+RECEIPTED_KINDS = (TopicKind.EVENT, TopicKind.CMD_ACK)
+"""Uplink kinds the backend names in a ``Receipt`` once committed (or found already stored): every event (so
+the gateway's whole alarm lane) and command acks. Telemetry, health and state are settled by the PUBACK."""
 
 
 def check_id(value: str, what: str) -> str:

@@ -157,6 +157,7 @@ class GatewayAgent:
             devices_online=self.devices_online,
             poll_latencies_s=lambda: list(self.poll_stats.latencies_s),
             modbus_requests=lambda: self._retired_requests + sum(p.link.requests_total for p in self.pollers),
+            awaiting_receipt=lambda: self.uplink.awaiting_receipt() if self.uplink is not None else {},
             config_version=lambda: self.config_version,
         ))
         self.poll_stats.observers.append(self.metrics.poll_latency.observe)

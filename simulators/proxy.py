@@ -81,5 +81,8 @@ class TcpProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        for t in list(self._tasks):
+        tasks = list(self._tasks)
+        for t in tasks:
             t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0)  # let the connection handlers see their pipes end (no "task was cancelled" noise)

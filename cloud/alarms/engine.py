@@ -135,6 +135,7 @@ class DecisionEngine:
             try:
                 async with await AsyncConnection.connect(dsn, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await self.catch_up()
                     if ready is not None:
                         ready.set()
                     gen = conn.notifies()
@@ -150,6 +151,21 @@ class DecisionEngine:
             except psycopg.OperationalError as exc:
                 log.warning("listener lost the database (%s); reconnecting in 1 s", exc)
                 await asyncio.sleep(1)
+
+    async def catch_up(self, since: timedelta = timedelta(days=1)) -> int:
+        """Handle events committed while no listener was connected (PostgreSQL does not keep NOTIFYs for an
+        absent listener: the engine starting after ingest, a database restart). Idempotent; returns how many."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT e.id FROM events e WHERE e.ts > now() - %s::interval AND NOT EXISTS "
+                "(SELECT 1 FROM alarm_event_links l WHERE l.event_id = e.id) ORDER BY e.ts, e.seq",
+                (since,),
+            )
+            ids = [row[0] for row in await cur.fetchall()]
+        if ids:
+            log.info("catching up on %d event(s) stored while the engine was not listening", len(ids))
+            await self.handle_events(ids)
+        return len(ids)
 
     async def run_timers(self, stop: asyncio.Event, interval: float = 1.0) -> None:
         while not stop.is_set():

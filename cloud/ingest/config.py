@@ -43,3 +43,8 @@ class IngestConfig(StrictModel):
     maintenance_interval_s: float = Field(default=10.0, gt=0, description="rollup refresh, partitions, retention")
     partitions_ahead_days: int = Field(default=3, ge=1)
     retry_backoff_max_s: float = Field(default=10.0, gt=0)
+    receipts: bool = Field(
+        default=True,
+        description="after each commit publish a Receipt per gateway naming its stored events and command acks; "
+        "gateways keep those until a receipt names them, so turn it off only to measure its cost",
+    )

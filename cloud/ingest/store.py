@@ -4,7 +4,9 @@ Telemetry: message ids go into ``ingested_messages`` (ON CONFLICT DO NOTHING); o
 newly inserted messages are COPYed (binary) into ``telemetry``. Events and command acks are inserted by
 message id. Gateway state upserts gateways and devices. Anything off-contract becomes a dead letter.
 New events, acks and gateway state changes are announced with ``pg_notify('xq_events', …)`` in the
-same transaction, so listeners hear of them only once they are committed.
+same transaction, so listeners hear of them only once they are committed. The ids of every event and
+command ack now in the database (stored by this batch, or found already stored) are handed back per
+gateway in ``CommittedBatch.receipts``, for the receipts the worker publishes after the commit.
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class CommittedBatch:
     duplicates: int = 0
     dead_letters: int = 0
     dead_letter_codes: dict[str, int] = field(default_factory=dict)
+    receipts: dict[tuple[str, str], list[UUID]] = field(default_factory=dict)
+    """(site, gateway) → ids of the events and command acks of this batch that are in the database now,
+    new or already stored (a re-send): what the gateway may delete from its outbox. Dead letters are not in it."""
 
 
 @dataclass
@@ -199,6 +204,7 @@ class BatchWriter:
             self.partitions.ensure(conn, {m // 1440 for m in minutes})
 
         sites: dict[str, str] = {}
+        receipts: dict[tuple[str, str], list[UUID]] = {}
         changed_states: list[GatewayState] = []
         new_events: list[Event] = []
         new_acks: list[CommandAck] = []
@@ -281,6 +287,7 @@ class BatchWriter:
                 new = {r[0] for r in cur.fetchall()}
                 d.duplicates += len(events) - len(new)
                 for item, topic, ev in events:
+                    receipts.setdefault((topic.site, ev.gw), []).append(ev.id)  # new or already stored
                     if ev.id in new:
                         new_events.append(ev)
                         sites[ev.gw] = topic.site
@@ -319,6 +326,7 @@ class BatchWriter:
                 new = {r[0] for r in cur.fetchall()}
                 d.duplicates += len(a) - len(new)
                 for _, topic, x in a:
+                    receipts.setdefault((topic.site, x.gw), []).append(x.id)
                     if x.id in new:
                         new_acks.append(x)
                         sites[x.gw] = topic.site
@@ -380,6 +388,7 @@ class BatchWriter:
             duplicates=d.duplicates,
             dead_letters=len(dead),
             dead_letter_codes=codes,
+            receipts=receipts,
         )
 
     def _copy(
@@ -453,19 +462,27 @@ def _newer(target: dict[str, datetime], key: str, ts: datetime) -> None:
         target[key] = ts
 
 
-def _notify(cur: psycopg.Cursor[TupleRow], key: str, ids: list[str]) -> None:
-    """``pg_notify`` ``{"<key>": [ids…]}`` in chunks below PostgreSQL's 8000-byte payload limit."""
-    chunk: list[str] = []
-    size = len(key) + 8
+def notify_payloads(key: str, ids: list[str]) -> list[str]:
+    """``{"<key>": [ids…]}`` JSON texts, each at most :data:`NOTIFY_MAX_BYTES` (PostgreSQL refuses a NOTIFY
+    payload of 8000 bytes or more, and a refused batch falls back to one transaction per message)."""
     payloads: list[str] = []
+    chunk: list[str] = []
+    size = len(json.dumps({key: []}))
     for i in ids:
-        if chunk and size + len(i) + 3 > NOTIFY_MAX_BYTES:
+        item = len(json.dumps(i).encode()) + 2  # the quoted id and its ", " separator
+        if chunk and size + item > NOTIFY_MAX_BYTES:
             payloads.append(json.dumps({key: chunk}))
-            chunk, size = [], len(key) + 8
+            chunk, size = [], len(json.dumps({key: []}))
         chunk.append(i)
-        size += len(i) + 3
+        size += item
     if chunk:
         payloads.append(json.dumps({key: chunk}))
+    return payloads
+
+
+def _notify(cur: psycopg.Cursor[TupleRow], key: str, ids: list[str]) -> None:
+    """``pg_notify`` ``{"<key>": [ids…]}`` in chunks below PostgreSQL's 8000-byte payload limit."""
+    payloads = notify_payloads(key, ids)
     if payloads:
         cur.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (NOTIFY_CHANNEL, payloads))
 
@@ -473,10 +490,13 @@ def _notify(cur: psycopg.Cursor[TupleRow], key: str, ids: list[str]) -> None:
 def merge(results: list[CommittedBatch]) -> CommittedBatch:
     codes: dict[str, int] = {}
     sites: dict[str, str] = {}
+    receipts: dict[tuple[str, str], list[UUID]] = {}
     for r in results:
         sites.update(r.sites)
         for k, v in r.dead_letter_codes.items():
             codes[k] = codes.get(k, 0) + v
+        for gw, ids in r.receipts.items():
+            receipts.setdefault(gw, []).extend(ids)
     return CommittedBatch(
         events=tuple(e for r in results for e in r.events),
         acks=tuple(a for r in results for a in r.acks),
@@ -488,6 +508,7 @@ def merge(results: list[CommittedBatch]) -> CommittedBatch:
         duplicates=sum(r.duplicates for r in results),
         dead_letters=sum(r.dead_letters for r in results),
         dead_letter_codes=codes,
+        receipts=receipts,
     )
 
 

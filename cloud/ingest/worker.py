@@ -6,12 +6,15 @@ MQTT session is persistent (MQTT 5, clean_start=False, a session expiry), so mes
 flight when a worker died are redelivered to it when it comes back under the same client id.
 
 Thread model: paho's network thread only queues received messages; the worker thread decodes,
-writes one batch per transaction, then acknowledges each message (``client.ack``) in arrival order;
+writes one batch per transaction, then acknowledges each message (``client.ack``) in arrival order
+and publishes one ``Receipt`` per gateway naming the events and command acks now in the database (QoS 1,
+on ``xq/v1/<site>/<gw>/receipt``): the gateway keeps those in its outbox until a receipt names them;
 a housekeeping thread flushes presence (last-seen) and runs storage maintenance on its own connection.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import queue
@@ -22,11 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -36,13 +39,19 @@ from cloud.db.migrate import stored_flavour
 from cloud.devices.registry import DeviceDirectory, PresenceTracker, mark_offline
 from cloud.ingest.config import IngestConfig
 from cloud.ingest.maintenance import Maintenance
+from cloud.ingest.session import SHARED_KINDS, client_id, connect_properties, subscriptions
 from cloud.ingest.store import BatchWriter, CommittedBatch, Inbound, PartitionCache
-from contract.topics import TopicKind, shared_filter, uplink_filter
+from contract.codec import encode
+from contract.messages import Receipt
+from contract.topics import TopicKind, topic
 from xiaoqu import processes
 
 log = logging.getLogger(__name__)
 
-SHARED_KINDS = (TopicKind.TELEMETRY, TopicKind.EVENT, TopicKind.HEALTH, TopicKind.CMD_ACK)
+__all__ = ["SHARED_KINDS", "IngestStats", "IngestWorker", "NotMigrated", "run_workers", "subscriptions"]
+
+RECEIPT_MAX_IDS = 1000
+"""Ids per Receipt message (the contract's limit); more are split over several receipts."""
 
 
 @dataclass
@@ -58,6 +67,9 @@ class IngestStats:
     dead_letter_codes: dict[str, int] = field(default_factory=dict)
     batches: int = 0
     db_retries: int = 0
+    receipts: int = 0
+    """Receipt messages published."""
+    receipted_ids: int = 0
 
     def add(self, b: CommittedBatch) -> None:
         self.messages += b.messages
@@ -73,14 +85,6 @@ class IngestStats:
 
 class NotMigrated(RuntimeError):
     """The database has no schema yet: run ``xiaoqu cloud migrate`` first."""
-
-
-def subscriptions(config: IngestConfig) -> list[str]:
-    """Shared filters for the high-volume kinds; ``state`` plainly, so retained births arrive on start
-    (MQTT 5 sends no retained messages to shared subscriptions; state upserts are idempotent)."""
-    subs = [shared_filter(kind, group=config.group, site=config.site) for kind in SHARED_KINDS]
-    subs.append(uplink_filter(TopicKind.STATE, site=config.site))
-    return subs
 
 
 class IngestWorker:
@@ -102,7 +106,7 @@ class IngestWorker:
         self.db = db
         self.config = config
         self.index = index
-        self.client_id = f"{config.client_id}-{index}"
+        self.client_id = client_id(config, index)
         self.on_committed = on_committed
         self.maintenance_enabled = maintenance
         self.stats = IngestStats()
@@ -114,6 +118,7 @@ class IngestWorker:
         self._partitions = PartitionCache()
         self._thread: threading.Thread | None = None
         self._client: Client | None = None
+        self._receipt_seq = itertools.count()
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> threading.Thread:
@@ -162,10 +167,8 @@ class IngestWorker:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(1, 10)
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = cfg.session_expiry_s
-        props.ReceiveMaximum = cfg.receive_maximum
-        client.connect_async(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.keepalive_s, clean_start=False, properties=props)
+        client.connect_async(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.keepalive_s, clean_start=False,
+                             properties=connect_properties(cfg))
         client.loop_start()
         self._client = client
         return client
@@ -277,6 +280,8 @@ class IngestWorker:
         for item in batch:
             if item.qos > 0:
                 client.ack(item.mid, item.qos)
+        if self.config.receipts:
+            self._send_receipts(client, result.receipts)
         self.stats.add(result)
         devices, gateways = writer.take_presence()
         self._presence.note(devices, gateways)
@@ -288,6 +293,19 @@ class IngestWorker:
             except Exception:  # a hook's failure must not stop ingest
                 log.exception("%s: on_committed hook failed", self.client_id)
         return writer
+
+    def _send_receipts(self, client: Client, receipts: dict[tuple[str, str], list[UUID]]) -> None:
+        """After the commit: tell each gateway which of its messages are in the database (QoS 1, queued by
+        paho while the broker is away; a receipt lost anyway only costs the gateway a re-send)."""
+        now = datetime.now(UTC)
+        for (site, gw), ids in receipts.items():
+            target = topic(site, gw, TopicKind.RECEIPT)
+            for start in range(0, len(ids), RECEIPT_MAX_IDS):
+                chunk = ids[start : start + RECEIPT_MAX_IDS]
+                receipt = Receipt(gw=gw, seq=next(self._receipt_seq), ts=now, ids=chunk)
+                client.publish(target, encode(receipt), qos=1)
+                self.stats.receipts += 1
+                self.stats.receipted_ids += len(chunk)
 
     # -- housekeeping -----------------------------------------------------------------------------
     def _housekeeping(self, flavour: Flavour) -> None:

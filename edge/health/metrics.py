@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,10 @@ def p50(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _nothing_awaiting() -> Mapping[str, int]:
+    return {}
+
+
 @dataclass
 class HealthSources:
     """Where the figures come from (callables, read at report/scrape time)."""
@@ -35,6 +39,8 @@ class HealthSources:
     devices_online: Callable[[], tuple[int, int]]  # (online, offline)
     poll_latencies_s: Callable[[], list[float]]
     modbus_requests: Callable[[], int]
+    awaiting_receipt: Callable[[], Mapping[str, int]] = _nothing_awaiting
+    """Outbox rows per lane the broker acknowledged that wait for the backend's receipt."""
     config_version: Callable[[], int | None] = lambda: None  # the backend-pushed config in force
 
 
@@ -49,6 +55,7 @@ def build_health(src: HealthSources) -> GatewayHealth:
         devices_offline=offline,
         poll_latency_ms_p50=None if latency is None else round(latency * 1000, 3),
         dropped_telemetry_total=src.outbox.dropped_telemetry_total(),
+        awaiting_receipt=sum(src.awaiting_receipt().values()),
         config_version=src.config_version(),
     )
 
@@ -62,6 +69,13 @@ class _Gauges(Collector):
         for lane, n in self.src.outbox.depth().items():
             depth.add_metric([lane], n)
         yield depth
+        awaiting = GaugeMetricFamily(
+            "xq_outbox_awaiting_receipt", "Outbox rows acknowledged by the broker, waiting for the backend's receipt",
+            labels=["lane"],
+        )
+        for name, count in self.src.awaiting_receipt().items():
+            awaiting.add_metric([name], count)
+        yield awaiting
         yield GaugeMetricFamily("xq_outbox_bytes", "Bytes used by the outbox", value=self.src.outbox.bytes_used())
         yield GaugeMetricFamily("xq_uplink_connected", "1 when the uplink is connected",
                                 value=1 if self.src.uplink_connected() else 0)

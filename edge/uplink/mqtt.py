@@ -1,4 +1,4 @@
-"""The MQTT uplink: drains the outbox to the broker in lane order, deleting a row only on its PUBACK.
+"""The MQTT uplink: drains the outbox to the broker in lane order; a row leaves the outbox only when done.
 
 One paho client per connection (paho's own reconnect is off; :meth:`Uplink.run` reconnects with
 backoff and builds a fresh client, last will and birth each time). At most ``max_inflight`` rows are
@@ -6,6 +6,12 @@ handed to paho at once, so paho never becomes a second, unbounded buffer: each t
 slot, the oldest row of the highest non-empty lane goes next — an alarm put while a telemetry backlog
 drains is sent as soon as one slot frees. On a disconnect every unacknowledged row is simply read
 again from the outbox after the next connect (at-least-once; the backend is idempotent on message id).
+
+"Done" depends on the kind. Telemetry, health and state: the broker's PUBACK (the row is deleted).
+Events (the whole alarm lane) and command acks (``UplinkConfig.receipt_kinds``): a PUBACK only marks the
+row as awaiting the backend's ``Receipt`` (on ``…/receipt``, sent after its database commit); the row is
+deleted when a receipt names its message id, and sent again (same id) with capped backoff until then.
+Re-sends go after the new rows of their lane, so rows awaiting a receipt never hold up a new alarm.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import random
 import sqlite3
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -31,7 +38,7 @@ from pydantic import Field, field_validator
 from contract.base import StrictModel
 from contract.codec import decode, encode
 from contract.errors import ContractError
-from contract.messages import Command, GatewayConfigPush, GatewayState
+from contract.messages import Command, GatewayConfigPush, GatewayState, Receipt
 from contract.topics import UPLINK_KINDS, TopicKind, topic
 from edge.uplink.lanes import LANES, Lane
 from edge.uplink.outbox import Outbox, OutboxRow
@@ -39,6 +46,7 @@ from edge.uplink.outbox import Outbox, OutboxRow
 log = logging.getLogger(__name__)
 
 UplinkState = Literal["stopped", "connecting", "connected", "backoff"]
+ReceiptKind = Literal["event", "cmd/ack"]
 
 
 class UplinkConfig(StrictModel):
@@ -55,9 +63,23 @@ class UplinkConfig(StrictModel):
     reconnect_max_s: float = Field(default=30.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     fetch_batch: int = Field(default=256, ge=1, description="rows read from the outbox per lane at a time")
-    ack_flush_batch: int = Field(default=256, ge=1, description="acknowledged rows deleted per transaction")
+    ack_flush_batch: int = Field(
+        default=256, ge=1, description="acknowledged rows settled (deleted, or marked awaiting) per transaction"
+    )
     tick_s: float = Field(default=0.1, gt=0, description="period of the idle refill and ack flush")
     stop_timeout_s: float = Field(default=5.0, gt=0, description="wait for the clean offline state's PUBACK")
+    receipt_kinds: tuple[ReceiptKind, ...] = Field(
+        default=("event", "cmd/ack"),
+        description="kinds kept after the PUBACK until the backend's Receipt names them (events = the whole alarm "
+        "lane); [] = PUBACK-only delivery, only for a backend that sends no receipts",
+    )
+    receipt_timeout_s: float = Field(
+        default=10.0, gt=0, description="a row without its receipt this long after its PUBACK is sent again"
+    )
+    resend_max_s: float = Field(
+        default=60.0, gt=0, description="cap of the re-send backoff (timeout, doubling per attempt)"
+    )
+    resend_check_s: float = Field(default=1.0, gt=0, description="how often rows due for a re-send are looked for")
 
     @field_validator("url")
     @classmethod
@@ -78,38 +100,56 @@ class _ConnectFailed(Exception):
 
 
 class _LaneCursor:
-    """Which rows to hand out next: per lane, a cursor (highest id handed out) and a small read-ahead."""
+    """Which rows to hand out next: per lane, a cursor (highest id handed out) and a small read-ahead of
+    new rows, then the rows due for a re-send (awaiting a receipt) of that lane."""
 
     def __init__(self, outbox: Outbox, batch: int) -> None:
         self._outbox = outbox
         self._batch = batch
         self._cursor: dict[Lane, int] = dict.fromkeys(LANES, 0)
         self._ahead: dict[Lane, deque[OutboxRow]] = {lane: deque() for lane in LANES}
+        self._resend: dict[Lane, deque[OutboxRow]] = {lane: deque() for lane in LANES}
 
     def reset(self) -> None:
-        """Start again from the oldest row of each lane (after a reconnect)."""
+        """Start again from the oldest row of each lane (after a reconnect); forget queued re-sends."""
         for lane in LANES:
             self._cursor[lane] = 0
             self._ahead[lane].clear()
+            self._resend[lane].clear()
+
+    def add_resends(self, rows: list[OutboxRow]) -> None:
+        for row in rows:
+            self._resend[row.lane].append(row)
+
+    def resends_queued(self) -> int:
+        return sum(len(q) for q in self._resend.values())
 
     def pick(self) -> OutboxRow | None:
-        """The oldest not yet handed-out row of the highest-priority non-empty lane."""
+        """The oldest not yet handed-out new row of the highest-priority lane with work, else that lane's
+        next re-send: new alarms first, then alarm re-sends, then events, event re-sends, telemetry."""
         for lane in LANES:
-            ahead = self._ahead[lane]
-            if not ahead:
-                known = self._outbox.max_id(lane)
-                if known <= self._cursor[lane]:
-                    continue
-                rows = self._outbox.fetch(lane, self._cursor[lane], 16 if lane == "alarm" else self._batch)
-                if not rows:
-                    # Every row up to `known` was deleted or dropped (a row committed after reading
-                    # `known` has a higher id, so it is not skipped).
-                    self._cursor[lane] = known
-                    continue
-                ahead.extend(rows)
-                self._cursor[lane] = rows[-1].id
-            return ahead.popleft()
+            row = self._next_new(lane)
+            if row is None and self._resend[lane]:
+                row = self._resend[lane].popleft()
+            if row is not None:
+                return row
         return None
+
+    def _next_new(self, lane: Lane) -> OutboxRow | None:
+        ahead = self._ahead[lane]
+        if not ahead:
+            known = self._outbox.max_id(lane)
+            if known <= self._cursor[lane]:
+                return None
+            rows = self._outbox.fetch(lane, self._cursor[lane], 16 if lane == "alarm" else self._batch)
+            if not rows:
+                # Every row up to `known` was deleted, dropped or is awaiting a receipt (a row committed after
+                # reading `known` has a higher id, so it is not skipped).
+                self._cursor[lane] = known
+                return None
+            ahead.extend(rows)
+            self._cursor[lane] = rows[-1].id
+        return ahead.popleft()
 
 
 class Uplink:
@@ -140,6 +180,8 @@ class Uplink:
         self._topics: dict[str, str] = {k.value: topic(site, gateway_id, k) for k in UPLINK_KINDS}
         self._state_topic = self._topics[TopicKind.STATE.value]
         self._cmd_topic = topic(site, gateway_id, TopicKind.CMD)
+        self._receipt_topic = topic(site, gateway_id, TopicKind.RECEIPT)
+        self._receipt_kinds = frozenset(config.receipt_kinds)
         self._on_config = on_config
         self._config_topic = topic(site, gateway_id, TopicKind.CONFIG)
 
@@ -152,8 +194,16 @@ class Uplink:
         self._inflight: dict[int, OutboxRow | None] = {}
         self._early: set[int] = set()
         self._acked: list[int] = []
+        self._acked_awaiting: list[int] = []
+        self._resend_ids: set[int] = set()
+        """Rows claimed for a re-send and not yet acknowledged by the broker (made due again on a disconnect)."""
         self._cursor = _LaneCursor(outbox, config.fetch_batch)
         self._acked_total: dict[Lane, int] = dict.fromkeys(LANES, 0)
+        self._receipted_total: dict[Lane, int] = dict.fromkeys(LANES, 0)
+        self._resent_total: dict[Lane, int] = dict.fromkeys(LANES, 0)
+        self._receipts_total = 0
+        self._next_resend_check = 0.0
+        self._next_overdue_hint = 0.0
         self._birth_payload = b""
         self._connect_result: asyncio.Future[ReasonCode] | None = None
 
@@ -166,6 +216,8 @@ class Uplink:
         self._command_tasks: set[asyncio.Task[None]] = set()
         self.on_ack: Callable[[OutboxRow], None] | None = None
         """Optional hook called (in the network thread) with each row whose PUBACK arrived."""
+        self.on_receipt: Callable[[list[OutboxRow]], None] | None = None
+        """Optional hook called (in the network thread) with the rows a receipt deleted (payloads empty)."""
 
     # -- public getters ---------------------------------------------------------------------------
 
@@ -186,9 +238,28 @@ class Uplink:
             return self._slots
 
     def acked_total(self) -> dict[Lane, int]:
-        """Outbox rows acknowledged by the broker since this uplink was created, per lane."""
+        """Outbox rows acknowledged by the broker since this uplink was created, per lane (re-sends included)."""
         with self._lock:
             return dict(self._acked_total)
+
+    def receipted_total(self) -> dict[Lane, int]:
+        """Outbox rows deleted because a backend receipt named them, since this uplink was created, per lane."""
+        with self._lock:
+            return dict(self._receipted_total)
+
+    def resent_total(self) -> dict[Lane, int]:
+        """Rows sent again because their receipt did not come in time, since this uplink was created, per lane."""
+        with self._lock:
+            return dict(self._resent_total)
+
+    def receipts_total(self) -> int:
+        """Receipt messages received (valid ones) since this uplink was created."""
+        with self._lock:
+            return self._receipts_total
+
+    def awaiting_receipt(self) -> dict[Lane, int]:
+        """Rows the broker acknowledged that wait for the backend's receipt, per lane (from the outbox)."""
+        return self.outbox.awaiting_receipt()
 
     def wake(self) -> None:
         """Hint that ``put()`` added rows: fill free in-flight slots now (safe from any thread)."""
@@ -224,6 +295,7 @@ class Uplink:
                 while self._connected and not self._stop_requested:
                     await self._sleep(self.config.tick_s)
                     self._flush_acks()
+                    self._claim_resends()
                     self._fill(client)
                 if self._stop_requested:
                     await self._publish_offline(client)
@@ -349,6 +421,12 @@ class Uplink:
             self._inflight.clear()
             self._early.clear()
             self._slots = 0
+            unsent, self._resend_ids = list(self._resend_ids), set()
+        if unsent:  # claimed for a re-send but not acknowledged: due again at once after the reconnect
+            try:
+                self.outbox.make_due(unsent)
+            except sqlite3.Error:
+                log.exception("re-scheduling %d claimed re-sends failed; they are due after the hold", len(unsent))
 
     async def _publish_offline(self, client: mqtt.Client) -> None:
         """The clean death: a retained "offline" state, acknowledged before we disconnect."""
@@ -404,7 +482,8 @@ class Uplink:
             self._settle(row)
 
     def _settle(self, row: OutboxRow | None) -> None:
-        """One slot's message is done (acknowledged): queue its row for deletion."""
+        """One slot's message is acknowledged by the broker: queue its row for deletion, or — a kind the
+        backend receipts — for marking as awaiting its receipt."""
         hook = self.on_ack
         if hook is not None and row is not None:
             hook(row)
@@ -412,23 +491,58 @@ class Uplink:
             self._slots -= 1
             if row is None:
                 return
-            self._acked.append(row.id)
+            if row.msg_id is not None and row.kind in self._receipt_kinds:
+                self._acked_awaiting.append(row.id)
+            else:
+                self._acked.append(row.id)
+            self._resend_ids.discard(row.id)
             self._acked_total[row.lane] += 1
-            flush = len(self._acked) >= self.config.ack_flush_batch
+            flush = len(self._acked) + len(self._acked_awaiting) >= self.config.ack_flush_batch
         if flush:
             self._flush_acks()
 
     def _flush_acks(self) -> None:
         with self._lock:
             ids, self._acked = self._acked, []
-        if not ids:
+            awaiting, self._acked_awaiting = self._acked_awaiting, []
+        if not ids and not awaiting:
             return
+        cfg = self.config
         try:
-            self.outbox.delete(ids)
+            self.outbox.settle(ids, awaiting, first_s=cfg.receipt_timeout_s, max_s=cfg.resend_max_s)
         except sqlite3.Error:
-            log.exception("deleting %d acknowledged rows failed; retrying on the next flush", len(ids))
+            log.exception("recording %d acknowledged rows failed; retrying on the next flush", len(ids) + len(awaiting))
             with self._lock:
                 self._acked[:0] = ids
+                self._acked_awaiting[:0] = awaiting
+
+    def _claim_resends(self) -> None:
+        """Every ``resend_check_s``: queue the rows whose receipt is overdue for sending again."""
+        now = time.monotonic()
+        if not self._receipt_kinds or now < self._next_resend_check:
+            return
+        self._next_resend_check = now + self.config.resend_check_s
+        with self._lock:
+            queued = self._cursor.resends_queued()
+        room = self.config.fetch_batch - queued
+        if room <= 0:
+            return
+        cfg = self.config
+        try:
+            rows = self.outbox.claim_due(time.time(), room, cfg.receipt_timeout_s, 2 * cfg.resend_max_s)
+        except sqlite3.Error:
+            log.exception("looking for rows to re-send failed; retrying in %.1f s", cfg.resend_check_s)
+            return
+        with self._lock:
+            rows = [r for r in rows if r.id not in self._resend_ids]
+            if not rows:
+                return
+            self._resend_ids.update(r.id for r in rows)
+            self._cursor.add_resends(rows)
+            for r in rows:
+                self._resent_total[r.lane] += 1
+        log.info("re-sending %d row(s) without a receipt (%s)", len(rows),
+                 ", ".join(sorted({r.lane for r in rows})))
 
     # -- paho callbacks (network thread) ----------------------------------------------------------
 
@@ -445,7 +559,7 @@ class Uplink:
             self._loop.call_soon_threadsafe(_resolve, result, reason_code)
         if not current or reason_code.is_failure:
             return
-        client.subscribe(self._cmd_topic, qos=1)
+        client.subscribe([(self._cmd_topic, 1), (self._receipt_topic, 1)])
         if self._on_config is not None:
             client.subscribe(self._config_topic, qos=1)
         self._publish_tracked(client, self._state_topic, self._birth_payload, True, None)
@@ -478,6 +592,9 @@ class Uplink:
         self._fill(client)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._receipt_topic:
+            self._on_receipt(bytes(message.payload))
+            return
         if message.topic == self._config_topic:
             self._on_config_message(message)
             return
@@ -496,6 +613,40 @@ class Uplink:
             self._loop.call_soon_threadsafe(self._start_command, decoded)
         except RuntimeError:
             log.warning("command %s dropped: the event loop is closed", decoded.id)
+
+    def _on_receipt(self, payload: bytes) -> None:
+        """The backend committed (or already had) these messages: their rows leave the outbox."""
+        try:
+            _, decoded = decode(self._receipt_topic, payload)
+        except (ContractError, UnicodeDecodeError) as exc:
+            log.warning("dropping a bad receipt on %s: %s", self._receipt_topic, getattr(exc, "reason", exc))
+            return
+        if not isinstance(decoded, Receipt):
+            log.warning("dropping a %s received on %s", type(decoded).__name__, self._receipt_topic)
+            return
+        try:
+            gone = self.outbox.receipt([str(i) for i in decoded.ids])
+            now = time.monotonic()
+            if now >= self._next_overdue_hint:
+                # The backend answers: rows still waiting since well before this receipt were lost on the way
+                # (e.g. sent while nothing consumed them) — send them now instead of after their backoff.
+                self._next_overdue_hint = now + self.config.receipt_timeout_s
+                due = self.outbox.make_due(sent_before=time.time() - self.config.receipt_timeout_s)
+                if due:
+                    log.info("backend receipts again: %d overdue row(s) re-sent now", due)
+        except sqlite3.Error:  # paho's thread: never raise; the rows are re-sent and receipted again later
+            log.exception("applying a receipt of %d id(s) failed", len(decoded.ids))
+            return
+        with self._lock:
+            self._receipts_total += 1
+            for row in gone:
+                self._receipted_total[row.lane] += 1
+        unknown = len(decoded.ids) - len(gone)
+        if unknown:
+            log.debug("receipt named %d id(s) not in the outbox (already receipted or never ours)", unknown)
+        hook = self.on_receipt
+        if hook is not None:
+            hook(gone)
 
     def _on_config_message(self, message: mqtt.MQTTMessage) -> None:
         """The backend's config for this gateway (retained): handed to ``on_config`` in the event loop."""

@@ -166,3 +166,22 @@ async def test_maintenance_window_suppresses_and_flapping_is_damped(db, pool, ru
     clock.advance(rules.suppression.flapping.hold + timedelta(seconds=1))
     await engine.tick()
     assert rows(db, "SELECT count(*) FROM alarms WHERE device_id = 'door2' AND active") == [(0,)]
+
+
+async def test_events_stored_while_no_engine_listened_are_caught_up(db, pool, rules, clock):
+    """PostgreSQL drops a NOTIFY nobody listens to: an event committed while serve was down (or during a
+    database restart) must still become an alarm when the listener (re)connects."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        missed = insert_event(conn, "smoke9", "smoke.alarm", notify=True)  # notified before anyone listened
+    engine = DecisionEngine(pool, rules, clock=clock)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(engine.listen(db, stop, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        assert rows(db, "SELECT device_id, type FROM alarms") == [("smoke9", "smoke.alarm")]
+        assert rows(db, "SELECT outcome FROM alarm_event_links WHERE event_id = %s", missed) == [("raised",)]
+        assert await engine.catch_up() == 0  # handled once; a second pass finds nothing
+    finally:
+        stop.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -1,4 +1,5 @@
-"""Fixtures for the outbox/uplink tests: a private Mosquitto we may kill, and a recording subscriber."""
+"""Fixtures for the outbox/uplink tests: a private Mosquitto we may kill, a recording subscriber, and a
+receipter (the backend's side of the receipt protocol: it answers every event and command ack with a Receipt)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from contract.messages import Event, GatewayState, PointSample, TelemetryBatch
+from contract.codec import encode
+from contract.messages import Event, GatewayState, PointSample, Receipt, TelemetryBatch
 from simulators.broker import MosquittoProcess
 
 GW = "gw-t1"
@@ -96,6 +98,66 @@ class Subscriber:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+@dataclass
+class Receipter:
+    """Answers each event / command ack of ``site`` with a Receipt naming its id, as the backend does after
+    its commit (the real backend's receipts are tested in tests/cloud/ingest). ``answering`` off = backend down."""
+
+    host: str
+    port: int
+    site: str
+    answering: bool = True
+    seen: list[str] = field(default_factory=list)
+    receipted: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, clean_session=True)
+        self.client.reconnect_delay_set(1, 1)
+        topics = [(f"xq/v1/{self.site}/+/event", 1), (f"xq/v1/{self.site}/+/cmd/ack", 1)]
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topics)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self.ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect(self.host, self.port)
+        self.client.loop_start()
+        if not self.ready.wait(10):
+            pytest.fail(f"receipter on {self.host}:{self.port} never got its SUBACK")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        body = json.loads(message.payload)
+        with self.lock:
+            self.seen.append(body["id"])
+            if not self.answering:
+                return
+            self.receipted.append(body["id"])
+        receipt = Receipt(gw=body["gw"], seq=len(self.receipted), ts=datetime.now(UTC), ids=[body["id"]])
+        client.publish(f"xq/v1/{self.site}/{body['gw']}/receipt", encode(receipt), qos=1)
+
+    def times_seen(self, msg_id: str) -> int:
+        with self.lock:
+            return self.seen.count(msg_id)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def receipter() -> Iterator[Callable[[str, int, str], Receipter]]:
+    started: list[Receipter] = []
+
+    def make(host: str, port: int, site: str) -> Receipter:
+        r = Receipter(host, port, site)
+        r.start()
+        started.append(r)
+        return r
+
+    yield make
+    for r in started:
+        r.stop()
 
 
 @pytest.fixture

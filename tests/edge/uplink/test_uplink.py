@@ -1,4 +1,5 @@
-"""The uplink against a real Mosquitto: lane order, PUBACK-only deletes, reconnects, kill -9, commands."""
+"""The uplink against a real Mosquitto: lane order, deletes on PUBACK (telemetry) or receipt (events),
+reconnects, kill -9, commands. Receipt states in detail: test_receipts.py."""
 
 from __future__ import annotations
 
@@ -68,8 +69,9 @@ def publish_raw(host: str, port: int, topic: str, payloads: list[bytes]) -> None
 
 
 async def test_drains_in_lane_order_birth_and_clean_death(
-    tmp_path: Path, mqtt_broker: Any, site_id: str, subscribe: Any, kit: Any
+    tmp_path: Path, mqtt_broker: Any, site_id: str, subscribe: Any, receipter: Any, kit: Any
 ) -> None:
+    receipter(mqtt_broker.host, mqtt_broker.port, site_id)
     box = Outbox(OutboxConfig(path=tmp_path / "o.db"), kit.GW)
     tele = [kit.telemetry(box.next_seq(), i) for i in range(50)]
     box.put_many(tele)
@@ -85,7 +87,7 @@ async def test_drains_in_lane_order_birth_and_clean_death(
         await kit.until(lambda: len(sub.ids()) >= 53, what="birth and 52 messages")
         got = sub.snapshot()
         assert got[0].topic == state_topic and got[0].body["state"] == "online"
-        data = [m for m in got if m.topic != state_topic]
+        data = [m for m in got if m.topic.endswith(("/event", "/telemetry"))]
         assert [m.body["id"] for m in data] == [str(al.id), str(ev.id)] + [str(t.id) for t in tele]
         assert data[0].topic.endswith("/event") and data[-1].topic.endswith("/telemetry")
         await kit.until(lambda: box.depth() == {"alarm": 0, "event": 0, "telemetry": 0}, what="empty outbox")
@@ -154,8 +156,9 @@ async def test_bad_command_payloads_do_not_crash_the_uplink(
 
 
 async def test_alarm_overtakes_a_telemetry_backlog(
-    tmp_path: Path, own_broker: Any, site_id: str, subscribe: Any, kit: Any
+    tmp_path: Path, own_broker: Any, site_id: str, subscribe: Any, receipter: Any, kit: Any
 ) -> None:
+    receipter(own_broker.host, own_broker.port, site_id)
     backlog = 20_000
     window = 20
     box = Outbox(OutboxConfig(path=tmp_path / "o.db"), kit.GW)
@@ -228,7 +231,10 @@ async def test_rows_stay_until_puback(tmp_path: Path, own_broker: Any, site_id: 
         box.close()
 
 
-async def test_broker_restart_drains_everything(tmp_path: Path, own_broker: Any, site_id: str, kit: Any) -> None:
+async def test_broker_restart_drains_everything(
+    tmp_path: Path, own_broker: Any, site_id: str, receipter: Any, kit: Any
+) -> None:
+    receipter(own_broker.host, own_broker.port, site_id)  # reconnects (and re-subscribes) after the restart
     box = Outbox(OutboxConfig(path=tmp_path / "o.db"), kit.GW)
     before = [kit.telemetry(box.next_seq(), i) for i in range(5000)]
     box.put_many(before)
@@ -268,7 +274,7 @@ def _read_lines(proc: subprocess.Popen[bytes], lines: list[bytes]) -> None:
 
 
 async def test_kill_9_loses_nothing_and_seq_never_repeats(
-    tmp_path: Path, own_broker: Any, site_id: str, subscribe: Any, kit: Any
+    tmp_path: Path, own_broker: Any, site_id: str, subscribe: Any, receipter: Any, kit: Any
 ) -> None:
     db = tmp_path / "o.db"
     sub = subscribe(own_broker.host, own_broker.port, f"xq/v1/{site_id}/{kit.GW}/+")
@@ -307,7 +313,8 @@ async def test_kill_9_loses_nothing_and_seq_never_repeats(
     box = Outbox(OutboxConfig(path=db), kit.GW)
     assert box.next_seq() > max(rounds[1])
     assert sum(box.depth().values()) == len(in_box)
-    uplink = make_uplink(box, own_broker.url, site_id, kit)
+    receipter(own_broker.host, own_broker.port, site_id)  # the children's events wait for their receipts
+    uplink = make_uplink(box, own_broker.url, site_id, kit, receipt_timeout_s=0.5)
     task = asyncio.create_task(uplink.run())
     try:
         await kit.until(lambda: sum(box.depth().values()) == 0, what="the restarted uplink to drain")
@@ -364,7 +371,7 @@ async def test_tls_uplink(tmp_path: Path, cert_dir: Path, site_id: str, kit: Any
     try:
         box.put(kit.alarm(box.next_seq()))
         await kit.until(lambda: uplink.acked_total()["alarm"] == 1, what="an alarm acknowledged over TLS")
-        await kit.until(lambda: box.depth()["alarm"] == 0, what="its row deleted")
+        await kit.until(lambda: box.awaiting_receipt()["alarm"] == 1, what="its row awaiting the backend's receipt")
         await uplink.stop()
         await asyncio.wait_for(task, 10)
         # A broker whose certificate we cannot verify: no connection, the row stays, retries go on.
@@ -372,7 +379,7 @@ async def test_tls_uplink(tmp_path: Path, cert_dir: Path, site_id: str, kit: Any
         task = asyncio.create_task(uplink.run())
         box.put(kit.alarm(box.next_seq()))
         await kit.until(lambda: uplink.state == "backoff", what="a refused TLS handshake")
-        assert not uplink.connected and box.depth()["alarm"] == 1
+        assert not uplink.connected and box.depth()["alarm"] == 2
     finally:
         await uplink.stop()
         await asyncio.wait_for(task, 10)
