@@ -8,7 +8,10 @@ from edge_agent_helpers import FakeClock, FakeOutbox
 
 from contract.messages import Location
 from device_profiles import CompiledProfile, load_catalog
+from edge.agent import GatewayAgent
+from edge.config import GatewayConfig
 from edge.rules import DeviceRules, Emitter, TelemetryBatcher
+from edge.rules.active import FILE_NAME as ACTIVE_EVENTS_FILE
 from edge.rules.active import ActiveEvent, ActiveEventStore
 
 CATALOG = load_catalog()
@@ -105,3 +108,25 @@ def test_momentary_events_are_not_tracked(tmp_path: Path) -> None:
     rules.momentary(forced, {})
     assert [e.key for e in outbox.events()] == [forced.key]
     assert _keys(store) == []
+
+
+def test_agent_clears_events_of_devices_no_longer_configured(tmp_path: Path) -> None:
+    store = ActiveEventStore(tmp_path / ACTIVE_EVENTS_FILE)
+    store.raised(ActiveEvent("old-panel", "fire.alarm#2", "fire.alarm", "critical", True, None))
+    store.raised(ActiveEvent("fp", "fire.alarm#4", "fire.alarm", "critical", True, None))
+    store.close()
+    config = GatewayConfig.model_validate({
+        "gateway_id": "gw1", "site": "s1", "uplink": {"url": "mqtt://127.0.0.1:1"},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+        "devices": [{"id": "fp", "profile": "gst-fp200", "location": {"site": "s1", "building": "B1"},
+                     "connection": {"kind": "modbus_tcp", "host": "127.0.0.1", "port": 1, "unit": 1}}],
+    })
+    outbox = FakeOutbox()
+    agent = GatewayAgent(config, CATALOG, outbox=outbox, with_uplink=False, with_video=False, use_last_good=False)
+    (clear,) = outbox.events()
+    assert (clear.device, clear.key, clear.active) == ("old-panel", "fire.alarm#2", False)
+    assert "no longer configured" in str(clear.detail["reason"])
+    assert [(a.device, a.key) for a in agent.active_events.active()] == [("fp", "fire.alarm#4")]
+    assert [e.key for e in agent.rules["fp"].tracker.active()] == ["fire.alarm#4"]
+    agent.store.close()
+    agent.active_events.close()
