@@ -88,6 +88,19 @@ class EventTracker:
     def active(self) -> list[ConcreteEvent]:
         return [e for e in self._events if self._state[e.key].active]
 
+    def restore(self, keys: Iterable[str]) -> list[str]:
+        """Mark as active events raised before a restart (no transition: their raise went out already); the
+        next updates clear those whose condition no longer holds, with ``clear`` / ``clear_for`` as usual.
+        Returns the keys that are not stateful events of this tracker (e.g. the profile changed)."""
+        unknown: list[str] = []
+        for key in keys:
+            st = self._state.get(key)
+            if st is None:
+                unknown.append(key)
+            else:
+                st.active, st.raise_since, st.clear_since = True, None, None
+        return unknown
+
     def update(self, values: Mapping[str, Scalar], now: float) -> list[Transition]:
         out: list[Transition] = []
         for e in self._events:

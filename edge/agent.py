@@ -42,6 +42,8 @@ from edge.modbus import BusPoller, PolledDevice, PollStats
 from edge.modbus.registry import LINKS, bus_key
 from edge.remote_config import LastGood, label, load_last_good, parse_document, sha256_text
 from edge.rules import Clock, DeviceRules, EmittedEvent, Emitter, OutboxLike, SystemClock, TelemetryBatcher
+from edge.rules.active import FILE_NAME as ACTIVE_EVENTS_FILE
+from edge.rules.active import ActiveEventStore
 from edge.watchdog import Heartbeat, Notifier
 
 logger = logging.getLogger(__name__)
@@ -125,6 +127,9 @@ class GatewayAgent:
             outbox = Outbox(config.outbox, config.gateway_id)
         self.outbox = outbox
         self.emitter = Emitter(outbox, config.gateway_id)
+        # Raised events survive a restart here, so a condition that ends meanwhile is still cleared.
+        self.active_events = ActiveEventStore(Path(config.outbox.path).parent / ACTIVE_EVENTS_FILE)
+        self.emitter.active_store = self.active_events
         t = config.telemetry
         self.batcher = TelemetryBatcher(self.emitter, self.clock, max_points=t.max_points_per_batch, flush_s=t.flush_s)
         self.rules: dict[str, DeviceRules] = {}
@@ -195,9 +200,22 @@ class GatewayAgent:
         old = self.rules.get(d.id)
         if old is not None and self._device_sigs.get(d.id) == self._device_sig(d):
             return old
-        return DeviceRules(d.id, CompiledProfile(self.catalog.get(d.profile)), self.emitter, self.batcher, self.clock,
-                           offline_after_s=d.offline_after_s, debounce_s=self.config.telemetry.debounce_s,
-                           zones=d.zone_locations())
+        rules = DeviceRules(d.id, CompiledProfile(self.catalog.get(d.profile)), self.emitter, self.batcher, self.clock,
+                            offline_after_s=d.offline_after_s, debounce_s=self.config.telemetry.debounce_s,
+                            zones=d.zone_locations())
+        rules.restore(self.active_events.active(d.id))  # what it (or its previous config) raised stays tracked
+        return rules
+
+    def _clear_unconfigured(self) -> None:
+        """Clear the events still active for devices the config no longer has (nothing else would)."""
+        configured = {d.id for d in self.config.devices}
+        for a in self.active_events.active():
+            if a.device in configured:
+                continue
+            logger.warning("device %s is no longer configured: clearing its active event %s", a.device, a.key)
+            self.emitter.event(a.device, a.event, key=a.key, severity=a.severity, active=False,
+                               life_safety=a.life_safety, ts=self.clock.now(), location=a.location,
+                               detail={"reason": "cleared by the gateway: the device is no longer configured"})
 
     def _desired_parts(self) -> dict[str, list[DeviceConfig]]:
         """Devices grouped into parts: one poller per Modbus connection/bus, one bridge per broker, cameras."""
@@ -229,6 +247,7 @@ class GatewayAgent:
         """
         self.rules = {d.id: self._rules_for(d) for d in self.config.devices}
         self._device_sigs = {d.id: self._device_sig(d) for d in self.config.devices}
+        self._clear_unconfigured()
         self.executor.devices.clear()
         added: list[_Part] = []
         kept: dict[str, _Part] = {}
@@ -463,6 +482,7 @@ class GatewayAgent:
                 await asyncio.gather(self._uplink_task, return_exceptions=True)
             self.metrics.close()
             self.store.close()
+            self.active_events.close()
             if self.evidence is not None:
                 self.evidence.queue.close()
             if self._own_outbox:

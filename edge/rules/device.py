@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from contract.messages import Location, PointSample, Quality, Scalar
 from device_profiles import CompiledProfile, ConcreteEvent
 from device_profiles.conditions import EventTracker
 from device_profiles.mqtt_decode import Invalid
+from edge.rules.active import ActiveEvent
 from edge.rules.clock import Clock
 from edge.rules.emitter import Emitter
 from edge.rules.telemetry import TelemetryBatcher
@@ -131,7 +132,35 @@ class DeviceRules:
         self.emitter.event(
             self.device_id, "device.offline", key="device.offline", severity="major", active=offline,
             ts=self.clock.now(), detail={"reason": reason, "offline_after_s": self.liveness.offline_after_s},
+            stateful=True,
         )
+
+    # --- restart ----------------------------------------------------------------------------------------------
+    def restore(self, active: Iterable[ActiveEvent]) -> None:
+        """Seed the state with the events this device had raised before a restart (or before its config
+        changed): nothing is raised again; each is cleared once its condition is seen false (a device that stays
+        offline keeps them). An event its profile no longer has is cleared now, saying why."""
+        rows = {a.key: a for a in active}
+        for key in list(rows):
+            if key == "device.offline":
+                self.liveness.online = False  # the first answer clears it; no second raise while it stays down
+            elif key.startswith("device.bad_value#"):
+                self._invalid.add(key.removeprefix("device.bad_value#"))
+            elif key == "device.clock_skew":
+                self.clock_skew = "raised before the gateway restarted"
+            else:
+                continue
+            del rows[key]
+        for key in self.tracker.restore(rows):
+            a = rows[key]
+            logger.warning("device %s: active event %s is not in profile %s any more: clearing it", self.device_id,
+                           key, self.profile.profile.id)
+            self.emitter.event(
+                self.device_id, a.event, key=key, severity=a.severity, active=False, life_safety=a.life_safety,
+                ts=self.clock.now(), location=a.location,
+                detail={"reason": f"cleared by the gateway: the event is no longer in profile "
+                                  f"{self.profile.profile.id}"[:300]},
+            )
 
     # --- values ---------------------------------------------------------------------------------------------
     def ingest(self, values: Mapping[str, Scalar | None], ts: datetime | None = None,
@@ -173,7 +202,7 @@ class DeviceRules:
         if inv is not None:
             detail |= {"value": str(inv.raw)[:100], "reason": inv.reason[:300]}
         self.emitter.event(self.device_id, "device.bad_value", severity="warning", active=inv is not None, ts=ts,
-                           detail=detail, key=f"device.bad_value#{name}")
+                           detail=detail, key=f"device.bad_value#{name}", stateful=True)
 
     def flag_clock(self, problem: str | None) -> None:
         """The device's time stamps could not be used (``problem``: why; the gateway's time is used) or can
@@ -187,7 +216,7 @@ class DeviceRules:
         if problem is not None:
             logger.warning("device %s: %s; using the gateway's time", self.device_id, problem)
         self.emitter.event(self.device_id, "device.clock_skew", key="device.clock_skew", severity="warning",
-                           active=problem is not None,
+                           active=problem is not None, stateful=True,
                            ts=self.clock.now(),
                            detail={"reason": (problem or "device time stamps in window again")[:300]})
 
@@ -207,7 +236,7 @@ class DeviceRules:
             detail = {**e.detail, **self.profile.readings_detail(e, good)} if e.readings else e.detail
             self.emitter.event(
                 self.device_id, e.type, key=e.key, severity=e.severity, active=t.active, life_safety=e.life_safety,
-                ts=ts or self.clock.now(), detail=detail, location=self.location_of(e, e.detail),
+                ts=ts or self.clock.now(), detail=detail, location=self.location_of(e, e.detail), stateful=True,
             )
 
     def location_of(self, event: ConcreteEvent, detail: Mapping[str, Scalar]) -> Location | None:

@@ -28,6 +28,7 @@ from contract.messages import (
     Severity,
     TelemetryBatch,
 )
+from edge.rules.active import ActiveEvent, ActiveEventStore
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class Emitter:
         self._wake = wake
         self._listeners: list[EventListener] = []
         self.events_total: dict[str, int] = {}
+        self.active_store: ActiveEventStore | None = None
+        """Where stateful raises are recorded until their clear (None: not kept; tests, tools)."""
 
     def set_wake(self, wake: Callable[[], None] | None) -> None:
         self._wake = wake
@@ -102,11 +105,17 @@ class Emitter:
         detail: Mapping[str, Scalar] | None = None,
         evidence: Sequence[EvidenceRef] = (),
         location: Location | None = None,
+        stateful: bool = False,
     ) -> Event:
         """Put one event in the outbox. ``key`` identifies the condition at the device (the profile row and
         instance, e.g. ``fire.alarm#12``; the backend keeps one alarm per device and key, and both linkage
         sides count (device, key) as one signal); ``location`` is the condition's place when it is not the
-        device's (a panel zone's floor)."""
+        device's (a panel zone's floor). ``stateful``: a raise that a clear will end (profile conditions,
+        offline, bad value), recorded in ``active_store`` so a restarted gateway can still clear it; momentary
+        events are not. Any clear forgets its (device, key)."""
+        store = self.active_store
+        if store is not None and active and stateful:  # before the outbox: a crash leaves one clear too many
+            store.raised(ActiveEvent(device, key, event, severity, life_safety, location))
         msg = Event(
             gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(), ts=ts, device=device,
             event=event, key=key, location=location, severity=severity, active=active, life_safety=life_safety,
@@ -114,6 +123,8 @@ class Emitter:
             evidence=list(evidence),
         )
         self._put(msg)
+        if store is not None and not active:  # after the outbox: the clear is durable before it is forgotten
+            store.cleared(device, key)
         self.events_total[severity] = self.events_total.get(severity, 0) + 1
         logger.info("event %s %s on %s (%s%s)", key, "raised" if active else "cleared", device, severity,
                     ", life-safety" if life_safety else "")

@@ -65,3 +65,14 @@ def test_clear_for_and_unknown_values():
     assert not cl.active
     (again,) = t.update({"a": True}, 5)
     assert again.active
+
+
+def test_restore_seeds_active_events_without_a_transition():
+    t = EventTracker([_event(clear_for_s=2)])
+    assert t.restore(["0:x.y", "gone#3"]) == ["gone#3"]  # not an event of this tracker: the caller clears it
+    assert [e.key for e in t.active()] == ["0:x.y"]
+    assert t.update({}, 0) == []  # no data: stays active
+    assert t.update({"a": True}, 1) == []  # still true: not raised a second time
+    assert t.update({"a": False}, 2) == []  # clear_for still applies
+    (cl,) = t.update({"a": False}, 4)
+    assert not cl.active and cl.event.key == "0:x.y"

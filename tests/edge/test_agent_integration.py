@@ -223,3 +223,55 @@ async def test_commands_round_trip_with_outcomes(rig: Rig, mqtt_broker: Any) -> 
     finally:
         pub.loop_stop()
         pub.disconnect()
+
+
+@pytest.mark.parametrize("reset_while_down", [True, False], ids=["zone-reset-while-down", "still-in-alarm"])
+async def test_alarm_raised_before_a_restart_is_cleared_once_after_it(
+        tmp_path: Path, mqtt_broker: Any, site_id: str, reset_while_down: bool) -> None:
+    """Fire zone in alarm → raised → gateway stopped → (zone reset on the panel) → a new gateway on the same
+    state clears it exactly once, or, still in alarm, does not raise it a second time."""
+    panel = await ModbusTestServer(free_port(), {1: {"ir": [0b1]}}).start()
+    config = GatewayConfig.model_validate({
+        "gateway_id": GW, "site": site_id, "uplink": {"url": mqtt_broker.url},
+        "outbox": {"path": str(tmp_path / "state" / "outbox.sqlite3")},
+        "devices": [{"id": "panel", "profile": "gst-fp200", "location": {"site": site_id, "building": "B1"},
+                     "connection": {"kind": "modbus_tcp", "host": "127.0.0.1", "port": panel.port, "unit": 1},
+                     "poll_interval_s": 0.2}],
+    })
+    obs = Observer(mqtt_broker.host, mqtt_broker.port, site_id)
+
+    def alarms() -> list[tuple[bool, str]]:  # distinct messages (an unreceipted event may be sent again)
+        seen: dict[uuid.UUID, tuple[bool, str]] = {}
+        for e in obs.events("fire.alarm"):
+            seen.setdefault(e.id, (e.active, e.key))
+        return list(seen.values())
+
+    async def run_agent() -> tuple[GatewayAgent, asyncio.Task[None]]:
+        agent = GatewayAgent(config, load_catalog(), with_video=False)
+        return agent, asyncio.create_task(agent.run())
+
+    try:
+        agent, task = await run_agent()
+        await panel.set(1, "ir", 102, [0b10])  # zone 3 in fire
+        await wait_for(lambda: alarms() == [(True, "fire.alarm#3")], what="the raise on the broker")
+        agent.stop()
+        await asyncio.wait_for(task, 20)
+
+        if reset_while_down:
+            await panel.set(1, "ir", 102, [0])
+        agent, task = await run_agent()
+        try:
+            await wait_for(lambda: agent.rules["panel"].values.get("zone3.fire") is (not reset_while_down),
+                           what="the new gateway polled the panel")
+            if not reset_while_down:  # still burning: the new gateway raises nothing; the later reset clears
+                await panel.set(1, "ir", 102, [0])
+            await wait_for(lambda: len(alarms()) >= 2, what="the clear on the broker")
+            await asyncio.sleep(0.5)  # polls go on: anything else would show up in the list
+            assert alarms() == [(True, "fire.alarm#3"), (False, "fire.alarm#3")]
+            assert agent.active_events.active() == []
+        finally:
+            agent.stop()
+            await asyncio.wait_for(task, 20)
+    finally:
+        obs.close()
+        await panel.stop()
