@@ -18,6 +18,7 @@ Two ONNX Runtime layouts are supported, chosen through :data:`DETECTORS`:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -110,14 +111,26 @@ def nms(boxes: NDArray[np.float32], scores: NDArray[np.float32], iou_threshold: 
     return keep
 
 
+def _open_model(spec: DetectorSpec, base_dir: Path | None) -> tuple[ort.InferenceSession, ort.NodeArg]:
+    """The spec's ONNX session and its (single) input."""
+    session = _session(resolve_model_path(spec.model, base_dir), spec.intra_op_threads)
+    return session, session.get_inputs()[0]
+
+
+def _static_input_size(shape: Sequence[object]) -> tuple[int, int] | None:
+    """(width, height) of an NCHW input with a fixed size; None when the model leaves it open."""
+    if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
+        return (int(shape[3]), int(shape[2]))
+    return None
+
+
 class OnnxSsdDetector:
     """SSD-style ONNX detector (boxes / scores / classes [/ num_detections])."""
 
     def __init__(self, spec: DetectorSpec, base_dir: Path | None = None) -> None:
         self.spec = spec
         self.labels = dict(spec.labels)
-        self.session = _session(resolve_model_path(spec.model, base_dir), spec.intra_op_threads)
-        inp = self.session.get_inputs()[0]
+        self.session, inp = _open_model(spec, base_dir)
         self.input_name = inp.name
         self.uint8_input = inp.type == "tensor(uint8)"
         names = [o.name for o in self.session.get_outputs()]
@@ -245,16 +258,9 @@ class OnnxYoloDetector:
     def __init__(self, spec: DetectorSpec, base_dir: Path | None = None) -> None:
         self.spec = spec
         self.labels = dict(spec.labels)
-        self.session = _session(resolve_model_path(spec.model, base_dir), spec.intra_op_threads)
-        inp = self.session.get_inputs()[0]
+        self.session, inp = _open_model(spec, base_dir)
         self.input_name = inp.name
-        shape = inp.shape
-        if spec.input_size is not None:
-            self.size = spec.input_size
-        elif len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
-            self.size = (int(shape[3]), int(shape[2]))
-        else:
-            self.size = (640, 640)
+        self.size = spec.input_size or _static_input_size(inp.shape) or (640, 640)
         self.num_classes = max(self.labels) + 1
 
     def detect(self, image: Image) -> list[Detection]:
@@ -365,12 +371,9 @@ class OnnxNanodetDetector:
     def __init__(self, spec: DetectorSpec, base_dir: Path | None = None) -> None:
         self.spec = spec
         self.labels = dict(spec.labels)
-        self.session = _session(resolve_model_path(spec.model, base_dir), spec.intra_op_threads)
-        inp = self.session.get_inputs()[0]
+        self.session, inp = _open_model(spec, base_dir)
         self.input_name = inp.name
-        shape = inp.shape
-        static = len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int)
-        model_size = (int(shape[3]), int(shape[2])) if static else None
+        model_size = _static_input_size(inp.shape)
         if model_size is not None and spec.input_size is not None and spec.input_size != model_size:
             raise DetectorError(f"detector.input_size {spec.input_size} does not match the model's input {model_size}")
         size = model_size or spec.input_size
