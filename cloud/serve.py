@@ -20,7 +20,6 @@ from pydantic import Field
 from ruamel.yaml import YAML
 
 from cloud.alarms.bus import ChangeBus, PgChangeRelay
-from cloud.alarms.clock import Clock, SystemClock
 from cloud.alarms.engine import DecisionEngine
 from cloud.alarms.rules import Rules, load_rules
 from cloud.api.app import create_app
@@ -31,6 +30,7 @@ from cloud.dispatch.commands import CommandTimeouts, Publisher
 from cloud.dispatch.mqtt import MqttConfig, MqttPublisher
 from cloud.dispatch.notify import ChannelConfig, LogConfig, Notifier, build_channel
 from contract.base import StrictModel
+from contract.clock import Clock, SystemClock
 from device_profiles import load_catalog
 
 log = logging.getLogger(__name__)

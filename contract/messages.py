@@ -33,7 +33,12 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 EventKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:#@/-]{1,128}$")]
 """What identifies one alarm condition at one device: the profile row and its instance (``fire.alarm#12``)."""
 Scalar = bool | int | float | str
-Severity = Literal["critical", "major", "minor", "warning", "info"]
+AlarmSeverity = Literal["critical", "major", "minor", "warning"]
+"""How bad an alarm is, worst first. An event of severity ``info`` is recorded but never opens an alarm."""
+Severity = AlarmSeverity | Literal["info"]
+ALARM_SEVERITIES: tuple[AlarmSeverity, ...] = ("critical", "major", "minor", "warning")
+SEVERITY_RANK: dict[str, int] = {s: i for i, s in enumerate((*ALARM_SEVERITIES, "info"))}
+"""Sort key, worst first (``critical`` is 0)."""
 Quality = Literal["good", "uncertain", "bad"]
 
 

@@ -12,8 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contract.messages import AlarmSeverity as Severity
+
 Point = tuple[float, float]
-Severity = Literal["critical", "major", "minor", "warning"]
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 

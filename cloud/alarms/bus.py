@@ -20,6 +20,9 @@ from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
+from pydantic import ValidationError
+
+from cloud.changes import Change
 
 log = logging.getLogger(__name__)
 
@@ -32,29 +35,29 @@ class ChangeBus:
     """Publish a change once; every subscriber's bounded queue receives it (slow ones drop oldest)."""
 
     def __init__(self, queue_size: int = 1000) -> None:
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._subscribers: set[asyncio.Queue[Change]] = set()
         self._queue_size = queue_size
-        self._forward: Callable[[dict[str, Any]], None] | None = None
+        self._forward: Callable[[Change], None] | None = None
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)
+    def subscribe(self) -> asyncio.Queue[Change]:
+        q: asyncio.Queue[Change] = asyncio.Queue(self._queue_size)
         self._subscribers.add(q)
         return q
 
-    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, q: asyncio.Queue[Change]) -> None:
         self._subscribers.discard(q)
 
-    def forward_to(self, forward: Callable[[dict[str, Any]], None] | None) -> None:
+    def forward_to(self, forward: Callable[[Change], None] | None) -> None:
         """Also hand every change published here to ``forward`` (the relay to the other processes)."""
         self._forward = forward
 
-    def publish(self, change: dict[str, Any]) -> None:
+    def publish(self, change: Change) -> None:
         """A change made in this process: deliver it here and forward it to the other processes."""
         self.deliver(change)
         if self._forward is not None:
             self._forward(change)
 
-    def deliver(self, change: dict[str, Any]) -> None:
+    def deliver(self, change: Change) -> None:
         """Deliver to this process's subscribers only (a change another process made)."""
         for q in list(self._subscribers):
             if q.full():
@@ -84,19 +87,19 @@ class PgChangeRelay:
         self.bus = bus
         self.dsn = dsn
         self.origin = uuid.uuid4().hex[:12]
-        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(queue_size)
+        self._outbox: asyncio.Queue[Change] = asyncio.Queue(queue_size)
         self.sent = 0
         self.received = 0
         bus.forward_to(self._enqueue)
 
-    def _enqueue(self, change: dict[str, Any]) -> None:
+    def _enqueue(self, change: Change) -> None:
         try:
             self._outbox.put_nowait(change)
         except asyncio.QueueFull:
             log.warning(
                 "change relay backlog full; %s #%s not sent to the other processes",
-                change.get("kind"),
-                change.get("id"),
+                change.kind,
+                change.id,
             )
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
@@ -135,8 +138,8 @@ class PgChangeRelay:
             return
         if not isinstance(note, dict) or note.get("o") == self.origin:
             return
-        change = note.get("c")
-        if change is None and isinstance(note.get("ref"), int):
+        raw = note.get("c")
+        if raw is None and isinstance(note.get("ref"), int):
             try:  # not on the listening connection: it is busy waiting for notifications
                 async with await AsyncConnection.connect(self.dsn, autocommit=True) as conn:
                     cur = await conn.execute("SELECT payload FROM xq_change_payloads WHERE id = %s", (note["ref"],))
@@ -144,9 +147,11 @@ class PgChangeRelay:
             except psycopg.Error as exc:
                 log.warning("change %s could not be read (%s); skipped", note["ref"], exc)
                 return
-            change = row[0] if row else None
-        if not isinstance(change, dict):
-            log.warning("ignoring %s payload without a change: %r", CHANNEL, payload[:200])
+            raw = row[0] if row else None
+        try:
+            change = Change.model_validate(raw)
+        except ValidationError as exc:
+            log.warning("ignoring %s payload without a valid change (%s): %r", CHANNEL, exc, payload[:200])
             return
         self.received += 1
         self.bus.deliver(change)
@@ -164,7 +169,7 @@ class PgChangeRelay:
                     await self._send(conn, change)
                     self.sent += 1
                 except psycopg.Error as exc:
-                    log.warning("%s #%s not sent to the other processes: %s", change.get("kind"), change.get("id"), exc)
+                    log.warning("%s #%s not sent to the other processes: %s", change.kind, change.id, exc)
                     if conn is not None:
                         await conn.close()
                     conn = None
@@ -173,15 +178,16 @@ class PgChangeRelay:
             if conn is not None:
                 await conn.close()
 
-    async def _send(self, conn: AsyncConnection[Any], change: dict[str, Any]) -> None:
-        body = json.dumps({"o": self.origin, "c": change}, default=str, ensure_ascii=False)
+    async def _send(self, conn: AsyncConnection[Any], change: Change) -> None:
+        data = change.model_dump(mode="json")
+        body = json.dumps({"o": self.origin, "c": data}, ensure_ascii=False)
         if len(body.encode()) <= MAX_INLINE:
             await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, body))
             return
         async with conn.transaction():
             cur = await conn.execute(
                 "INSERT INTO xq_change_payloads (payload) VALUES (%s) RETURNING id",
-                (json.dumps(change, default=str),),
+                (json.dumps(data),),
             )
             row = await cur.fetchone()
             assert row is not None

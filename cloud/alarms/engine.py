@@ -4,7 +4,7 @@ Fed by ingest as events commit — ``LISTEN xq_events`` (payloads ``{"events": [
 ``{"acks": [...]}``, ``{"gateways": [...]}``) or ingest's in-process ``on_committed`` callback; both
 call :meth:`DecisionEngine.handle_events` / :meth:`handle_acks` / :meth:`handle_gateways`. Timers
 (escalation, heartbeat supervision, command time-outs, SLA, flapping damping, welfare checks) run in
-:meth:`DecisionEngine.tick`, driven by an injectable :class:`~cloud.alarms.clock.Clock`.
+:meth:`DecisionEngine.tick`, driven by an injectable :class:`~contract.clock.Clock`.
 
 Each event is handled in its own transaction; ``alarm_event_links`` makes handling idempotent, so an
 event delivered both by NOTIFY and by the callback is counted once.
@@ -28,13 +28,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from cloud.alarms import store
 from cloud.alarms.bus import ChangeBus
-from cloud.alarms.clock import Clock, SystemClock
 from cloud.alarms.rules import CorrelationRule, Rules
 from cloud.auth.store import audit
+from cloud.changes import Change, json_row
 from cloud.dispatch import commands as cmds
 from cloud.dispatch import workorders as wo
 from cloud.dispatch.notify import Notification, Notifier
 from cloud.dispatch.validate import check_command
+from contract.clock import Clock, SystemClock
 from device_profiles import Catalog, load_catalog
 from device_profiles.linkage import Signal, confirming_signals
 
@@ -278,7 +279,7 @@ class DecisionEngine:
         )
         alarm = res.alarm
         await self._link(conn, event_id, alarm["id"], "raised" if res.created else "occurrence")
-        effects.changes.append(store.alarm_change(alarm, "raised" if res.created else "occurrence"))
+        effects.changes.append(Change.alarm(alarm, "raised" if res.created else "occurrence"))
         if not res.created:
             return
         if ev["site_id"] and ev["building"]:
@@ -325,7 +326,7 @@ class DecisionEngine:
             return
         row = await store.clear(conn, alarm["id"], "device", now)
         await self._link(conn, event_id, alarm["id"], "cleared")
-        effects.changes.append(store.alarm_change(row, "cleared"))
+        effects.changes.append(Change.alarm(row, "cleared"))
 
     async def _fold(
         self, conn: AsyncConnection[Any], parent: dict[str, Any], device_id: str, now: datetime, effects: Effects
@@ -341,7 +342,7 @@ class DecisionEngine:
             row = await cur.fetchone()
         assert row is not None
         await store.timeline(conn, parent["id"], now, "folded", "engine", {"device": device_id})
-        effects.changes.append(store.alarm_change(row, "folded"))
+        effects.changes.append(Change.alarm(row, "folded"))
 
     # ------------------------------------------------------------------ correlation and actions
 
@@ -442,19 +443,10 @@ class DecisionEngine:
             {"kind": kind, "rule": rule, "alarms": alarm_ids},
             ts=now,
         )
-        effects.changes.append(
-            {
-                "kind": "incident",
-                "op": "opened",
-                "id": row["id"],
-                "site_id": site,
-                "building": building,
-                "data": store.to_json(row),
-            }
-        )
+        effects.changes.append(Change.incident(row, "opened"))
         effects.notifications.append(
             Notification(
-                subject=f"incident: {kind} in building {building}", body=store.to_json(row), role="property_manager"
+                subject=f"incident: {kind} in building {building}", body=json_row(row), role="property_manager"
             )
         )
         return int(row["id"])
@@ -566,15 +558,15 @@ class DecisionEngine:
                 row = await store.clear(
                     conn, child["id"], "engine", now, f"folded into alarm {alarm['id']} (gateway offline)"
                 )
-                effects.changes.append(store.alarm_change(row, "cleared"))
+                effects.changes.append(Change.alarm(row, "cleared"))
                 await self._fold(conn, alarm, child["device_id"], now, effects)
-        effects.changes.append(store.alarm_change(alarm, "raised"))
+        effects.changes.append(Change.alarm(alarm, "raised"))
 
     async def _gateway_up(self, conn: AsyncConnection[Any], gateway_id: str, now: datetime, effects: Effects) -> None:
         alarm = await store.active_alarm(conn, gateway_id, GATEWAY_OFFLINE)
         if alarm is not None:
             row = await store.clear(conn, alarm["id"], "engine", now, "gateway back online")
-            effects.changes.append(store.alarm_change(row, "cleared"))
+            effects.changes.append(Change.alarm(row, "cleared"))
 
     # ------------------------------------------------------------------ timers
 
@@ -626,11 +618,11 @@ class DecisionEngine:
             effects.notifications.append(
                 Notification(
                     subject=f"unacknowledged {alarm['severity']} alarm {alarm['type']} at {alarm['device_id']}",
-                    body=store.to_json(row),
+                    body=json_row(row),
                     role=step.role,
                 )
             )
-            effects.changes.append(store.alarm_change(row, "escalated"))
+            effects.changes.append(Change.alarm(row, "escalated"))
 
     async def _supervise(self, conn: AsyncConnection[Any], now: datetime, effects: Effects) -> None:
         hb = self.rules.heartbeat
@@ -685,7 +677,7 @@ class DecisionEngine:
                 detail={"silent_since": dev["last_seen"].isoformat(), "window_s": window.total_seconds()},
                 next_escalation_at=now + steps[0].after if steps else None,
             )
-            effects.changes.append(store.alarm_change(res.alarm, "raised"))
+            effects.changes.append(Change.alarm(res.alarm, "raised"))
         # Devices heard from again: clear their silence alarms.
         async with conn.cursor(row_factory=dict_row) as acur:
             await acur.execute(
@@ -696,7 +688,7 @@ class DecisionEngine:
             back = await acur.fetchall()
         for a in back:
             row = await store.clear(conn, a["id"], "engine", now, "device heard from again")
-            effects.changes.append(store.alarm_change(row, "cleared"))
+            effects.changes.append(Change.alarm(row, "cleared"))
 
     async def _flapping_clears(self, conn: AsyncConnection[Any], now: datetime, effects: Effects) -> None:
         cur = await conn.execute(
@@ -704,7 +696,7 @@ class DecisionEngine:
         )
         for (alarm_id,) in await cur.fetchall():
             row = await store.clear(conn, alarm_id, "engine", now, "stable after flapping")
-            effects.changes.append(store.alarm_change(row, "cleared"))
+            effects.changes.append(Change.alarm(row, "cleared"))
 
     async def _sla(self, conn: AsyncConnection[Any], now: datetime, effects: Effects) -> None:
         await wo.sla_sweep(conn, self.rules, now, effects)
@@ -802,7 +794,7 @@ class DecisionEngine:
     async def send(
         self,
         command_ids: Sequence[UUID],
-        changes: Sequence[dict[str, Any]] = (),
+        changes: Sequence[Change] = (),
         notifications: Sequence[Notification] = (),
     ) -> None:
         """Post-commit work of an API transaction: publish commands, push changes, notify."""

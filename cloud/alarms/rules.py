@@ -18,7 +18,9 @@ from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from cloud.auth.roles import Role
 from contract.base import StrictModel
+from contract.messages import AlarmSeverity
 from device_profiles import Catalog, load_catalog
 from device_profiles.linkage import command_problem, event_types, profile_problem
 
@@ -43,8 +45,6 @@ def parse_duration(value: Any) -> Any:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-Role = Literal["admin", "property_manager", "grid_worker", "installer"]
-AlarmSeverity = Literal["critical", "major", "minor", "warning"]
 
 
 class RulesError(ValueError):
@@ -119,7 +119,7 @@ class HeartbeatRules(StrictModel):
 class SlaRule(StrictModel):
     dispatch: Duration = Field(description="accepted by a worker within this time of creation")
     arrive: Duration = Field(description="checked in on site within this time of creation")
-    escalate_to: Role = "property_manager"
+    escalate_to: Role = Role.PROPERTY_MANAGER
 
 
 class AutoWorkOrder(StrictModel):

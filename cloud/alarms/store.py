@@ -17,16 +17,17 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from cloud.auth.store import audit
+from cloud.changes import json_row
+from contract.messages import ALARM_SEVERITIES
 
 log = logging.getLogger(__name__)
 
-SEVERITIES = ("critical", "major", "minor", "warning")
+SEVERITIES = ALARM_SEVERITIES
 
 
 class AlarmError(ValueError):
@@ -41,29 +42,6 @@ class AlarmNotFound(LookupError):
 class RaiseResult:
     alarm: dict[str, Any]
     created: bool
-
-
-def to_json(row: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if isinstance(v, datetime):
-            out[k] = v.isoformat()
-        elif isinstance(v, UUID):
-            out[k] = str(v)
-        else:
-            out[k] = v
-    return out
-
-
-def alarm_change(row: dict[str, Any], op: str) -> dict[str, Any]:
-    return {
-        "kind": "alarm",
-        "op": op,
-        "id": row["id"],
-        "site_id": row["site_id"],
-        "building": row["building"],
-        "data": to_json(row),
-    }
 
 
 async def timeline(
@@ -246,14 +224,14 @@ async def assign(conn: AsyncConnection[Any], alarm_id: int, assignee: str, actor
 
 async def detail(conn: AsyncConnection[Any], alarm_id: int) -> dict[str, Any]:
     """The alarm with its timeline and comments."""
-    row = to_json(await get_alarm(conn, alarm_id))
+    row = json_row(await get_alarm(conn, alarm_id))
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT ts, kind, actor, detail FROM alarm_timeline WHERE alarm_id = %s ORDER BY id", (alarm_id,)
         )
-        row["timeline"] = [to_json(r) for r in await cur.fetchall()]
+        row["timeline"] = [json_row(r) for r in await cur.fetchall()]
         await cur.execute(
             "SELECT id, ts, author, text FROM alarm_comments WHERE alarm_id = %s ORDER BY id", (alarm_id,)
         )
-        row["comments"] = [to_json(r) for r in await cur.fetchall()]
+        row["comments"] = [json_row(r) for r in await cur.fetchall()]
     return row

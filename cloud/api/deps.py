@@ -12,12 +12,12 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from cloud.alarms.bus import ChangeBus
-from cloud.alarms.clock import Clock
 from cloud.alarms.engine import DecisionEngine
 from cloud.api.config import ApiConfig
 from cloud.auth.roles import allowed, is_grid_scoped
 from cloud.auth.security import Principal, TokenError, decode_token
 from cloud.auth.throttle import LoginThrottle
+from contract.clock import Clock
 
 
 @dataclass

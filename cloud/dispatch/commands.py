@@ -26,6 +26,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from cloud.auth.store import audit
+from cloud.changes import Change
 from contract import Command
 from contract.codec import encode
 from contract.ids import new_id
@@ -66,20 +67,6 @@ class Publisher(Protocol):
 
 class PublishError(RuntimeError):
     pass
-
-
-def command_change(row: dict[str, Any], op: str) -> dict[str, Any]:
-    data = {
-        k: (v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, UUID) else v) for k, v in row.items()
-    }
-    return {
-        "kind": "command",
-        "op": op,
-        "id": str(row["id"]),
-        "site_id": row["site_id"],
-        "building": None,
-        "data": data,
-    }
 
 
 async def queue_command(
@@ -147,12 +134,12 @@ async def queue_command(
 
 async def send_commands(
     conn: AsyncConnection[Any], publisher: Publisher, ids: Sequence[UUID], now: datetime
-) -> list[dict[str, Any]]:
+) -> list[Change]:
     """Publish queued (or re-sent) commands and mark them ``sent``; returns the changed rows.
 
     ``conn`` must be in autocommit mode or the caller commits; each command is updated after its publish.
     """
-    changed: list[dict[str, Any]] = []
+    changed: list[Change] = []
     for cid in ids:
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute("SELECT * FROM commands WHERE id = %s", (cid,))
@@ -184,14 +171,14 @@ async def send_commands(
             )
             new = await cur.fetchone()
         if new is not None:
-            changed.append(command_change(new, "sent"))
+            changed.append(Change.command(new, "sent"))
     return changed
 
 
-async def apply_acks(conn: AsyncConnection[Any], ack_ids: Sequence[UUID | str], now: datetime) -> list[dict[str, Any]]:
+async def apply_acks(conn: AsyncConnection[Any], ack_ids: Sequence[UUID | str], now: datetime) -> list[Change]:
     """Record the outcome of each acknowledged command; one that comes after we marked the command
     ``timed_out`` is kept as ``<outcome>_late`` with both times (never thrown away)."""
-    changed: list[dict[str, Any]] = []
+    changed: list[Change] = []
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("SELECT * FROM command_acks WHERE id = ANY(%s::uuid[])", ([str(i) for i in ack_ids],))
         acks = await cur.fetchall()
@@ -221,14 +208,14 @@ async def apply_acks(conn: AsyncConnection[Any], ack_ids: Sequence[UUID | str], 
         if row["state"].endswith("_late"):
             log.warning("command %s on %s: answer %s arrived after the backend's timeout (timed out at %s)",
                         row["id"], row["device_id"], ack["status"], row["timed_out_at"])
-        changed.append(command_change(row, row["state"]))
+        changed.append(Change.command(row, row["state"]))
     return changed
 
 
-async def sweep(conn: AsyncConnection[Any], now: datetime) -> tuple[list[UUID], list[dict[str, Any]]]:
+async def sweep(conn: AsyncConnection[Any], now: datetime) -> tuple[list[UUID], list[Change]]:
     """Expire and time out open commands; returns (ids to re-send, changed rows)."""
     resend: list[UUID] = []
-    changed: list[dict[str, Any]] = []
+    changed: list[Change] = []
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT * FROM commands WHERE state IN ('queued', 'sent') FOR UPDATE SKIP LOCKED",
@@ -263,5 +250,5 @@ async def sweep(conn: AsyncConnection[Any], now: datetime) -> tuple[list[UUID], 
             new = await cur.fetchone()
         assert new is not None
         await audit(conn, "engine", f"command.{new_state}", "command", row["id"], {"attempts": row["attempts"]}, ts=now)
-        changed.append(command_change(new, new_state))
+        changed.append(Change.command(new, new_state))
     return resend, changed

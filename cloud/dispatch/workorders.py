@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from cloud.alarms.rules import Rules
 from cloud.auth.store import audit
+from cloud.changes import Change, json_row
 from cloud.dispatch.notify import Notification
 
 log = logging.getLogger(__name__)
@@ -58,35 +59,12 @@ def next_state(current: str, action: str) -> str:
 class Effects:
     """What a transaction wants done after it commits: changes to push, notifications to send."""
 
-    changes: list[dict[str, Any]]
+    changes: list[Change]
     notifications: list[Notification]
 
     @classmethod
     def empty(cls) -> Effects:
         return cls([], [])
-
-
-def order_change(row: dict[str, Any], op: str) -> dict[str, Any]:
-    return {
-        "kind": "work_order",
-        "op": op,
-        "id": row["id"],
-        "site_id": row["site_id"],
-        "building": row["building"],
-        "grid_id": row["grid_id"],
-        "data": jsonable(row),
-    }
-
-
-def jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        out[k] = (
-            v.isoformat()
-            if isinstance(v, datetime)
-            else (str(v) if hasattr(v, "hex") and not isinstance(v, (int, str)) else v)
-        )
-    return out
 
 
 async def grid_for(conn: AsyncConnection[Any], site_id: str, building: str | None) -> str | None:
@@ -186,9 +164,9 @@ async def create_order(
         await timeline(conn, row["id"], now, "assigned", created_by, {"assignee": assignee})
         await audit(conn, created_by, "work_order.assign", "work_order", row["id"], {"assignee": assignee}, ts=now)
         effects.notifications.append(
-            Notification(subject=f"work order #{row['id']}: {title}", body=jsonable(row), recipients=[assignee])
+            Notification(subject=f"work order #{row['id']}: {title}", body=json_row(row), recipients=[assignee])
         )
-    effects.changes.append(order_change(row, "created"))
+    effects.changes.append(Change.order(row, "created"))
     return row
 
 
@@ -260,10 +238,10 @@ async def transition(
     assert new is not None
     await timeline(conn, order_id, now, action, actor, detail)
     await audit(conn, actor, f"work_order.{action}", "work_order", order_id, detail, ts=now)
-    effects.changes.append(order_change(new, action))
+    effects.changes.append(Change.order(new, action))
     if action in ("assign", "reopen") and new["assignee"]:
         effects.notifications.append(
-            Notification(subject=f"work order #{order_id} {action}", body=jsonable(new), recipients=[new["assignee"]])
+            Notification(subject=f"work order #{order_id} {action}", body=json_row(new), recipients=[new["assignee"]])
         )
     return new
 
@@ -298,10 +276,10 @@ async def sla_sweep(conn: AsyncConnection[Any], rules: Rules, now: datetime, eff
             effects.notifications.append(
                 Notification(
                     subject=f"SLA breach ({kind}) on work order #{row['id']}: {row['title']}",
-                    body={**jsonable(row), "breach": kind},
+                    body={**json_row(row), "breach": kind},
                     role=sla.escalate_to,
                 )
             )
             row[f"{kind}_breached"] = True
-        effects.changes.append(order_change(row, "sla_breach"))
+        effects.changes.append(Change.order(row, "sla_breach"))
     return breaches

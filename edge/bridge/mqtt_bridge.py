@@ -25,13 +25,13 @@ from urllib.parse import urlparse
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from contract.clock import Clock
 from contract.messages import Scalar
 from device_profiles import CompiledProfile, ConcreteEvent, ConcretePoint
 from device_profiles.commands import Publish
 from device_profiles.mqtt_decode import checked_time, decode_points
 from device_profiles.mqtt_mapping import Missing, PathError, extract, extract_scalar, fill_topic
 from device_profiles.schema import CommandResultSpec, DeviceOutcome, ResultCode, TopicTimestamp
-from edge.rules.clock import Clock
 from edge.rules.device import DeviceRules
 
 logger = logging.getLogger(__name__)

@@ -14,12 +14,12 @@ import logging
 from collections.abc import Callable
 from uuid import UUID
 
+from contract.clock import Clock
 from contract.messages import PROBE_COMMAND, Command, CommandStatus, ProbePoint
 from device_profiles.commands import CommandError
 from edge.commands.executor import CommandExecutor
 from edge.commands.probe import ProbeRefused, probe_device
 from edge.commands.store import SeenStore
-from edge.rules.clock import Clock
 from edge.rules.emitter import Emitter
 
 logger = logging.getLogger(__name__)

@@ -23,11 +23,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from contract.clock import Clock
 from contract.messages import Scalar
 from device_profiles.linkage import Signal, confirming_signals
 from edge.commands.executor import CommandExecutor, ExecResult
 from edge.config import LinkageConfig, LinkageRule
-from edge.rules.clock import Clock
 from edge.rules.emitter import EmittedEvent, Emitter
 
 logger = logging.getLogger(__name__)

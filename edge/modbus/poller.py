@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from contract.clock import Clock
 from contract.messages import Scalar
 from device_profiles.commands import RegisterWrite
 from device_profiles.mqtt_decode import Invalid
 from device_profiles.read_plan import ReadBlock, decode_block
 from edge.modbus.links import LinkError, ModbusLink, ReadRefused
-from edge.rules.clock import Clock
 from edge.rules.device import DeviceRules
 from edge.watchdog import Heartbeat
 

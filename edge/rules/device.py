@@ -13,12 +13,12 @@ import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from contract.clock import Clock
 from contract.messages import Location, PointSample, Quality, Scalar
 from device_profiles import CompiledProfile, ConcreteEvent
 from device_profiles.conditions import EventTracker
 from device_profiles.mqtt_decode import Invalid
 from edge.rules.active import ActiveEvent
-from edge.rules.clock import Clock
 from edge.rules.emitter import Emitter
 from edge.rules.telemetry import TelemetryBatcher
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
+from contract.clock import Clock
 from contract.messages import PointSample
-from edge.rules.clock import Clock
 from edge.rules.emitter import Emitter
 
 logger = logging.getLogger(__name__)

@@ -11,6 +11,8 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
+from contract.messages import AlarmSeverity
+
 Image = NDArray[np.uint8]
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2, normalised [0..1]
 
@@ -52,7 +54,7 @@ class VideoEvent(BaseModel):
     rule: str
     kind: EventKind
     active: bool
-    severity: Literal["critical", "major", "minor", "warning"]
+    severity: AlarmSeverity
     observed_at: datetime
     snapshot_path: Path | None = None
     detail: dict[str, float | int | str | bool] = Field(default_factory=dict)

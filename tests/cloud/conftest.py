@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from cloud.alarms.clock import FakeClock
 from cloud.alarms.rules import Rules, load_rules
 from cloud.alarms.testkit import migrate_all, seed
+from contract.clock import FakeClock
 
 
 @pytest.fixture

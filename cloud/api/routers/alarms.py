@@ -13,6 +13,7 @@ from cloud.alarms import store
 from cloud.api.deps import Conn, GridScope, Scope, State, not_found, require
 from cloud.auth.security import Principal
 from cloud.auth.store import audit
+from cloud.changes import Change, json_row
 from contract.base import StrictModel
 
 router = APIRouter(prefix="/api", tags=["alarms"])
@@ -73,7 +74,7 @@ async def list_alarms(
     args.append(min(max(limit, 1), 1000))
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, args)
-        return [store.to_json(r) for r in await cur.fetchall()]
+        return [json_row(r) for r in await cur.fetchall()]
 
 
 @router.get("/alarms/{alarm_id}", summary="An alarm with its timeline, comments and evidence")
@@ -92,8 +93,8 @@ async def _act(state: State, conn: Conn, alarm_id: int, op: str, fn: Any) -> dic
         raise not_found(f"alarm {alarm_id}") from None
     except store.AlarmError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    await state.engine.send([], [store.alarm_change(row, op)])
-    return store.to_json(row)
+    await state.engine.send([], [Change.alarm(row, op)])
+    return json_row(row)
 
 
 @router.post("/alarms/{alarm_id}/ack", summary="Acknowledge (stops escalation)")
@@ -134,7 +135,7 @@ async def comment(
     await _visible_alarm(conn, alarm_id, scope)
     async with conn.transaction():
         row = await store.comment(conn, alarm_id, user.username, body.text, state.clock.now())
-    return store.to_json(row)
+    return json_row(row)
 
 
 @router.post("/alarms/{alarm_id}/assign", summary="Assign an alarm to someone")
@@ -160,7 +161,7 @@ async def list_windows(
 ) -> list[dict[str, Any]]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("SELECT * FROM suppression_windows ORDER BY starts_at DESC LIMIT 500")
-        return [store.to_json(r) for r in await cur.fetchall()]
+        return [json_row(r) for r in await cur.fetchall()]
 
 
 @router.post("/suppressions", status_code=201, tags=["suppression"], summary="Open a maintenance / 屏蔽 window")
@@ -187,8 +188,8 @@ async def create_window(
         )
         row = await cur.fetchone()
         assert row is not None
-        await audit(conn, user.username, "suppression.create", "suppression_window", row["id"], store.to_json(row))
-    return store.to_json(row)
+        await audit(conn, user.username, "suppression.create", "suppression_window", row["id"], json_row(row))
+    return json_row(row)
 
 
 @router.get("/incidents", tags=["incidents"], summary="Incidents (confirmed fire, entrapment, …)")
@@ -204,7 +205,7 @@ async def list_incidents(
             f"SELECT * FROM incidents WHERE (%s::text IS NULL OR state = %s){clause} ORDER BY id DESC LIMIT 500",
             (state_filter, state_filter, *scope_args),
         )
-        return [store.to_json(r) for r in await cur.fetchall()]
+        return [json_row(r) for r in await cur.fetchall()]
 
 
 @router.get("/incidents/{incident_id}", tags=["incidents"], summary="An incident with its alarms and commands")
@@ -217,15 +218,15 @@ async def get_incident(
         if row is None:
             raise not_found(f"incident {incident_id}")
         scope.check(row["site_id"], row["building"], f"incident {incident_id}")
-        out = store.to_json(row)
+        out = json_row(row)
         await cur.execute("SELECT * FROM alarms WHERE id = ANY(%s) ORDER BY id", (row["alarm_ids"],))
-        out["alarms"] = [store.to_json(r) for r in await cur.fetchall()]
+        out["alarms"] = [json_row(r) for r in await cur.fetchall()]
         await cur.execute(
             "SELECT * FROM commands WHERE incident_id = %s ORDER BY created_at, device_id", (incident_id,)
         )
-        out["commands"] = [store.to_json(r) for r in await cur.fetchall()]
+        out["commands"] = [json_row(r) for r in await cur.fetchall()]
         await cur.execute("SELECT * FROM work_orders WHERE incident_id = %s ORDER BY id", (incident_id,))
-        out["work_orders"] = [store.to_json(r) for r in await cur.fetchall()]
+        out["work_orders"] = [json_row(r) for r in await cur.fetchall()]
     return out
 
 
@@ -244,13 +245,5 @@ async def close_incident(
         if row is None:
             raise not_found(f"open incident {incident_id}")
         await audit(conn, user.username, "incident.close", "incident", incident_id, ts=now)
-    change = {
-        "kind": "incident",
-        "op": "closed",
-        "id": incident_id,
-        "site_id": row["site_id"],
-        "building": row["building"],
-        "data": store.to_json(row),
-    }
-    await state.engine.send([], [change])
-    return store.to_json(row)
+    await state.engine.send([], [Change.incident(row, "closed")])
+    return json_row(row)

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from psycopg.rows import dict_row
 
-from cloud.alarms.store import to_json
 from cloud.api.deps import Conn, require
 from cloud.auth.security import Principal
+from cloud.changes import json_row
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -31,4 +31,4 @@ async def list_audit(
             "ORDER BY id DESC LIMIT %s",
             (actor, actor, action, action, target_type, target_type, target_id, target_id, min(max(limit, 1), 5000)),
         )
-        return [to_json(r) for r in await cur.fetchall()]
+        return [json_row(r) for r in await cur.fetchall()]

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from psycopg.rows import dict_row
 from pydantic import Field
 
-from cloud.alarms.store import to_json
 from cloud.api.deps import Conn, GridScope, Scope, State, not_found, require
 from cloud.auth.security import Principal
+from cloud.changes import json_row
 from cloud.dispatch.validate import CommandRefused
 from contract.base import StrictModel
 
@@ -73,7 +73,7 @@ async def list_commands(
             "ORDER BY created_at DESC LIMIT %s",
             (device_id, device_id, *args, min(max(limit, 1), 1000)),
         )
-        return [to_json(r) for r in await cur.fetchall()]
+        return [json_row(r) for r in await cur.fetchall()]
 
 
 @router.get("/{command_id}", summary="One command's status")
@@ -90,4 +90,4 @@ async def get_command(
     if row is None:
         raise not_found(f"command {command_id}")
     scope.check(row.pop("_site"), row.pop("_building"), f"command {command_id}")
-    return to_json(row)
+    return json_row(row)

@@ -19,24 +19,23 @@ from fastapi.responses import FileResponse, Response
 from psycopg.rows import dict_row
 from pydantic import Field, field_validator
 
-from cloud.alarms.store import to_json
 from cloud.api.deps import Conn, State, not_found, require, scope_for
 from cloud.auth.roles import allowed
 from cloud.auth.security import Principal
 from cloud.auth.store import audit
+from cloud.changes import json_row
 from cloud.dispatch.commands import FINAL_STATES, TRANSIT_MARGIN, queue_command
 from cloud.web import WEB_DIR
 from cloud.web.labels import labels as build_labels
 from cloud.web.sound import alarm_wav
 from contract.base import StrictModel
-from contract.messages import PROBE_COMMAND, ProbePoint
+from contract.messages import PROBE_COMMAND, SEVERITY_RANK, ProbePoint
 from device_profiles import SHIPPED_DIR, Catalog, CompiledProfile, UnknownProfile, load_catalog
 
 router = APIRouter(prefix="/api", tags=["console"])
 pages = APIRouter(include_in_schema=False)
 
 DEFAULT_TZ = "Asia/Shanghai"
-SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "warning": 3}
 
 
 @cache
@@ -52,7 +51,7 @@ def _natural(text: str) -> list[Any]:
 async def _rows(conn: Conn, sql: str, *args: Any) -> list[dict[str, Any]]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, args)
-        return [to_json(r) for r in await cur.fetchall()]
+        return [json_row(r) for r in await cur.fetchall()]
 
 
 # ---------------------------------------------------------------------------------------------- labels

@@ -9,11 +9,11 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from pydantic import AwareDatetime, Field
 
-from cloud.alarms.store import to_json
 from cloud.api.deps import Conn, State, not_found, require
 from cloud.auth.roles import Role, is_grid_scoped
 from cloud.auth.security import Principal
 from cloud.auth.store import audit
+from cloud.changes import json_row
 from cloud.dispatch import workorders as wo
 from contract.base import StrictModel
 
@@ -88,19 +88,19 @@ async def list_orders(
             "AND (NOT %s OR assignee = %s OR grid_id = %s) ORDER BY id DESC LIMIT %s",
             (state, state, open_only, scoped, user.username, user.grid_id, min(max(limit, 1), 1000)),
         )
-        return [to_json(r) for r in await cur.fetchall()]
+        return [json_row(r) for r in await cur.fetchall()]
 
 
 @router.get("/orders/{order_id}", summary="A work order with its timeline")
 async def get_order(
     order_id: int, conn: Conn, user: Annotated[Principal, Depends(require("orders.read"))]
 ) -> dict[str, Any]:
-    out = to_json(await _order(conn, order_id, user))
+    out = json_row(await _order(conn, order_id, user))
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             "SELECT ts, kind, actor, detail FROM work_order_timeline WHERE order_id = %s ORDER BY id", (order_id,)
         )
-        out["timeline"] = [to_json(r) for r in await cur.fetchall()]
+        out["timeline"] = [json_row(r) for r in await cur.fetchall()]
     return out
 
 
@@ -128,7 +128,7 @@ async def create_order(
     if row is None:
         raise HTTPException(status.HTTP_409_CONFLICT, "an order for this alarm (or unit) is already open")
     await state.engine.send([], effects.changes, effects.notifications)
-    return to_json(row)
+    return json_row(row)
 
 
 async def _transition(
@@ -152,7 +152,7 @@ async def _transition(
     except wo.WorkOrderError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     await state.engine.send([], effects.changes, effects.notifications)
-    return to_json(row)
+    return json_row(row)
 
 
 @router.post("/orders/{order_id}/assign", summary="Assign (or re-assign) to a worker")
@@ -213,7 +213,7 @@ async def reopen(
 async def list_roster(conn: Conn, _: Annotated[Principal, Depends(require("roster.manage"))]) -> list[dict[str, Any]]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute("SELECT * FROM roster ORDER BY starts_at DESC LIMIT 500")
-        return [to_json(r) for r in await cur.fetchall()]
+        return [json_row(r) for r in await cur.fetchall()]
 
 
 @router.post("/roster", status_code=201, tags=["roster"], summary="Put a worker on duty for a grid")
@@ -227,5 +227,5 @@ async def add_roster(
         )
         row = await cur.fetchone()
         assert row is not None
-        await audit(conn, user.username, "roster.add", "roster", row["id"], to_json(row))
-    return to_json(row)
+        await audit(conn, user.username, "roster.add", "roster", row["id"], json_row(row))
+    return json_row(row)

@@ -9,10 +9,10 @@ from psycopg.errors import ForeignKeyViolation, UniqueViolation
 from psycopg.rows import dict_row
 from pydantic import Field
 
-from cloud.alarms.store import to_json
 from cloud.api.deps import Conn, GridScope, not_found, require
 from cloud.auth.security import Principal
 from cloud.auth.store import audit
+from cloud.changes import json_row
 from contract.base import StrictModel
 
 router = APIRouter(prefix="/api", tags=["sites and devices"])
@@ -46,7 +46,7 @@ class DeviceIn(StrictModel):
 async def _rows(conn: Conn, sql: str, *args: Any) -> list[dict[str, Any]]:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(sql, args)
-        return [to_json(r) for r in await cur.fetchall()]
+        return [json_row(r) for r in await cur.fetchall()]
 
 
 @router.get("/sites", summary="List sites")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 import psycopg
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
@@ -15,18 +14,19 @@ from cloud.alarms.store import note_shown
 from cloud.api.deps import AppState, scope_for
 from cloud.auth.roles import allowed, is_grid_scoped
 from cloud.auth.security import TokenError, decode_token
+from cloud.changes import Change
 
 router = APIRouter(tags=["stream"])
 log = logging.getLogger(__name__)
 
 
-async def _note_shown(state: AppState, change: dict[str, Any], username: str) -> None:
+async def _note_shown(state: AppState, change: Change, username: str) -> None:
     """The first push of an alarm's raise to a console goes into its timeline (the drill report's "shown")."""
     try:
         async with state.pool.connection() as conn:
-            await note_shown(conn, int(change["id"]), state.clock.now(), username)
+            await note_shown(conn, int(change.id), state.clock.now(), username)
     except (psycopg.Error, PoolTimeout) as exc:
-        log.warning("alarm %s: the time it was shown could not be recorded: %s", change.get("id"), exc)
+        log.warning("alarm %s: the time it was shown could not be recorded: %s", change.id, exc)
 
 
 @router.websocket("/api/ws")
@@ -45,20 +45,19 @@ async def stream(ws: WebSocket, token: str) -> None:
     await ws.accept()
     queue = state.bus.subscribe()
 
-    def visible(change: dict[str, Any]) -> bool:
-        if change["kind"] == "command" and is_grid_scoped(user.role):
+    def visible(change: Change) -> bool:
+        if change.kind == "command" and is_grid_scoped(user.role):
             return False
-        if change["kind"] == "work_order" and is_grid_scoped(user.role):
-            data = change.get("data", {})
-            return data.get("assignee") == user.username or change.get("grid_id") == user.grid_id
-        return scope.allows(change.get("site_id"), change.get("building"))
+        if change.kind == "work_order" and is_grid_scoped(user.role):
+            return change.data.get("assignee") == user.username or change.grid_id == user.grid_id
+        return scope.allows(change.site_id, change.building)
 
     async def pump() -> None:
         while True:
             change = await queue.get()
             if visible(change):
-                await ws.send_json(change)
-                if change["kind"] == "alarm" and change.get("op") == "raised":
+                await ws.send_json(change.model_dump(mode="json"))
+                if change.kind == "alarm" and change.op == "raised":
                     await _note_shown(state, change, user.username)
 
     sender = asyncio.create_task(pump())

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cloud.alarms.clock import FakeClock
+from contract.clock import FakeClock
 
 SECRET = "api-test-secret-0123456789abcdefghijkl"
 GATEWAY_TOKEN = "gw-upload-token-0123456789"
