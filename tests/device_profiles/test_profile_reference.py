@@ -17,7 +17,11 @@ def _row(field: str) -> str:
 
 
 def _values(literal: object) -> list[str]:
-    return [str(v) for v in typing.get_args(literal)]
+    """The allowed values of a Literal, or of a union of Literals (flattened in order)."""
+    values: list[str] = []
+    for arg in typing.get_args(literal):
+        values.extend(_values(arg) if typing.get_args(arg) else [str(arg)])
+    return values
 
 
 def test_every_allowed_value_is_listed() -> None:

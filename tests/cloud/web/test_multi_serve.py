@@ -21,6 +21,7 @@ import websockets
 
 from cloud.alarms.bus import MAX_INLINE, ChangeBus, PgChangeRelay
 from cloud.alarms.testkit import insert_event
+from cloud.changes import Change
 from tests.cloud.web.conftest import GATEWAY, PASSWORD, SECRET, add_users, free_port
 
 pytestmark = pytest.mark.integration
@@ -127,16 +128,9 @@ async def test_relay_carries_a_change_larger_than_a_notify_payload(compound_db: 
         inbox = buses[1].subscribe()
         own = buses[0].subscribe()
         devices = [f"b3-f{f}-sd{n}" for f in range(1, 19) for n in range(1, 60)]
-        big = {
-            "kind": "alarm",
-            "op": "folded",
-            "id": 7,
-            "site_id": "cq",
-            "building": None,
-            "data": {"id": 7, "detail": {"devices": devices}},
-        }
-        assert len(json.dumps(big)) > MAX_INLINE
-        small = {"kind": "command", "op": "sent", "id": "c1", "site_id": "cq", "building": "B3", "data": {}}
+        big = Change(kind="alarm", op="folded", id=7, site_id="cq", data={"id": 7, "detail": {"devices": devices}})
+        assert len(big.model_dump_json()) > MAX_INLINE
+        small = Change(kind="command", op="sent", id="c1", site_id="cq", building="B3", data={})
         buses[0].publish(big)
         buses[0].publish(small)
         first = await asyncio.wait_for(inbox.get(), 10)
