@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from cloud.alarms.store import SHOWN
+from cloud.alarms.repository import SHOWN
 
 log = logging.getLogger(__name__)
 
