@@ -10,7 +10,7 @@ import psycopg
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 from psycopg_pool import PoolTimeout
 
-from cloud.alarms.store import note_shown
+from cloud.alarms.repository import note_shown
 from cloud.api.deps import AppState, scope_for
 from cloud.auth.roles import allowed, is_grid_scoped
 from cloud.auth.security import TokenError, decode_token
