@@ -195,7 +195,7 @@ async def send_commands(
             continue
         sent = await repo.mark_sent(conn, cid, now)
         if sent is not None:
-            changed.append(Change.command(sent, "sent"))
+            changed.append(Change.command(sent, CommandState.SENT.value))
     return changed
 
 

@@ -17,6 +17,7 @@ from psycopg.rows import class_row
 from pydantic import JsonValue
 
 from cloud.dispatch.models import (
+    OPEN_STATES,
     Command,
     CommandAnswer,
     CommandState,
@@ -32,6 +33,8 @@ Conn = AsyncConnection[Any]
 """A connection of any row factory (each query below sets its own)."""
 
 _COMMAND = Command.columns()
+_OPEN = ", ".join(sorted(f"'{state.value}'" for state in OPEN_STATES))
+"""The open command states as an SQL list (matches the ``commands_open`` partial index)."""
 _ORDER = WorkOrder.columns()
 
 
@@ -116,7 +119,7 @@ async def mark_sent(conn: Conn, command_id: UUID, now: datetime) -> Command | No
     async with conn.cursor(row_factory=class_row(Command)) as cur:
         await cur.execute(
             "UPDATE commands SET state = %s, attempts = attempts + 1, sent_at = %s "
-            f"WHERE id = %s AND state IN ('queued', 'sent') RETURNING {_COMMAND}",
+            f"WHERE id = %s AND state IN ({_OPEN}) RETURNING {_COMMAND}",
             (CommandState.SENT.value, now, command_id),
         )
         return await cur.fetchone()
@@ -150,7 +153,7 @@ async def open_commands(conn: Conn) -> list[Command]:
     """Queued and sent commands, locked (others' locked ones skipped)."""
     async with conn.cursor(row_factory=class_row(Command)) as cur:
         await cur.execute(
-            f"SELECT {_COMMAND} FROM commands WHERE state IN ('queued', 'sent') FOR UPDATE SKIP LOCKED"
+            f"SELECT {_COMMAND} FROM commands WHERE state IN ({_OPEN}) FOR UPDATE SKIP LOCKED"
         )
         return await cur.fetchall()
 
