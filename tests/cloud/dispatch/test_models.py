@@ -129,3 +129,23 @@ def test_orders_and_commands_routes_declare_their_response_bodies():
     for router in (orders.router, commands.router):
         for route in router.routes:
             assert getattr(route, "response_model", None) is not None, route
+
+
+@pytest.mark.integration
+def test_records_have_every_column_of_their_table(db):
+    import psycopg
+
+    from cloud.dispatch.models import RosterEntry, WorkOrderEvent
+
+    def columns(table: str) -> set[str]:
+        with psycopg.connect(db) as conn:
+            rows = conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,)
+            ).fetchall()
+        return {name for (name,) in rows}
+
+    assert set(Command.model_fields) == columns("commands")
+    assert set(WorkOrder.model_fields) == columns("work_orders")
+    assert set(RosterEntry.model_fields) == columns("roster")
+    assert set(WorkOrderEvent.model_fields) == columns("work_order_timeline") - {"id", "order_id"}
+    assert set(CommandAnswer.model_fields) <= columns("command_acks")
