@@ -137,7 +137,7 @@ class BackendConfig(StrictModel):
         update: dict[str, Any] = {}
         db: dict[str, Any] = {k: v for k, v in {"dsn": dsn, "flavour": flavour}.items() if v is not None}
         if db:
-            update["database"] = _replace(self.database, "--dsn/--flavour", db)
+            update["database"] = _replace(self.database, _options(db), db)
         if mqtt is not None:
             h, _, p = mqtt.rpartition(":")
             if not p.isdigit():
@@ -149,7 +149,7 @@ class BackendConfig(StrictModel):
                 update["ingest"] = self.ingest.model_copy(update={"mqtt": ingest_broker})
         api: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
         if api:
-            update["api"] = _replace(self.require_api(COMMAND_LINE), "--host/--port", api)
+            update["api"] = _replace(self.require_api(COMMAND_LINE), _options(api), api)
         if rules is not None:
             update["decision"] = self.decision.model_copy(update={"rules": rules})
         return self.model_copy(update=update)
@@ -163,6 +163,10 @@ def _replace(model: M, option: str, changes: dict[str, Any]) -> M:
         return type(model).model_validate({**model.model_dump(), **changes})
     except ValidationError as exc:
         raise ConfigError([Issue(COMMAND_LINE, None, option, err["msg"]) for err in exc.errors()]) from None
+
+
+def _options(changes: dict[str, Any]) -> str:
+    return "/".join(f"--{k}" for k in changes)
 
 
 def _resolve(base: Path, p: Path) -> Path:
