@@ -208,3 +208,20 @@ def test_serve_refuses_a_config_without_api(tmp_path: Path) -> None:
     done = CliRunner().invoke(app, ["cloud", "serve", "-c", str(path)])
     assert done.exit_code == 2
     assert f"{path}: api: required here" in done.output
+
+
+def test_the_reference_is_current_and_its_example_is_valid(tmp_path: Path) -> None:
+    from cloud.config_reference import DOC, render
+
+    text = DOC.read_text(encoding="utf-8")
+    assert text == render(), "run: python -m cloud.config_reference"
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert not [r for r in rows if r.endswith("|  |")], "a key without a meaning: add a description or a NOTE"
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "profiles").mkdir()
+    write(tmp_path, "rules.yaml", DEFAULT_RULES.read_text(encoding="utf-8"))
+    path = write(tmp_path, "cloud.yaml", example)
+    config = load_config(path)
+    assert config.require_api().evidence_dir == Path("/var/lib/xiaoqu/evidence")
+    assert config.ingest_settings().mqtt.username == "xq-serve"
+    load_decision(config, path)
