@@ -134,8 +134,8 @@ class BackendConfig(StrictModel):
     ) -> BackendConfig:
         """This config with command-line options over the file's values (``mqtt`` is ``host:port``; it sets
         the broker of every part, keeping their accounts)."""
-        update: dict[str, Any] = {}
-        db: dict[str, Any] = {k: v for k, v in {"dsn": dsn, "flavour": flavour}.items() if v is not None}
+        update: dict[str, object] = {}
+        db: dict[str, object] = {k: v for k, v in {"dsn": dsn, "flavour": flavour}.items() if v is not None}
         if db:
             update["database"] = _replace(self.database, _options(db), db)
         if mqtt is not None:
@@ -147,7 +147,7 @@ class BackendConfig(StrictModel):
             if self.ingest is not None:
                 ingest_broker = _replace(self.ingest.mqtt, "--mqtt", address)
                 update["ingest"] = self.ingest.model_copy(update={"mqtt": ingest_broker})
-        api: dict[str, Any] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        api: dict[str, object] = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
         if api:
             update["api"] = _replace(self.require_api(COMMAND_LINE), _options(api), api)
         if rules is not None:
@@ -158,14 +158,14 @@ class BackendConfig(StrictModel):
 M = TypeVar("M", bound=StrictModel)
 
 
-def _replace(model: M, option: str, changes: dict[str, Any]) -> M:
+def _replace(model: M, option: str, changes: dict[str, object]) -> M:
     try:
         return type(model).model_validate({**model.model_dump(), **changes})
     except ValidationError as exc:
         raise ConfigError([Issue(COMMAND_LINE, None, option, err["msg"]) for err in exc.errors()]) from None
 
 
-def _options(changes: dict[str, Any]) -> str:
+def _options(changes: dict[str, object]) -> str:
     return "/".join(f"--{k}" for k in changes)
 
 
@@ -175,8 +175,8 @@ def _resolve(base: Path, p: Path) -> Path:
 
 def _relative_to_file(config: BackendConfig, base: Path, doc: Any) -> BackendConfig:
     """Paths written in the file are relative to the file (defaults stay relative to the working folder)."""
-    update: dict[str, Any] = {}
-    decision: dict[str, Any] = {}
+    update: dict[str, object] = {}
+    decision: dict[str, object] = {}
     if config.decision.rules is not None:
         decision["rules"] = _resolve(base, config.decision.rules)
     if config.decision.profiles is not None:
