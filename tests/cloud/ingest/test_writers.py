@@ -41,7 +41,7 @@ def test_a_batch_is_sorted_by_kind_and_repeated_ids_count_as_duplicates() -> Non
         gw="gw1", seq=3, ts=T0, state="online",
         devices=[DeviceInfo(device="d9", profile="p", location=Location(site="s1", building="B1"))],
     )
-    for kind, msg in (("telemetry", t), ("events", e), ("events", e), ("state", birth), ("state", birth)):
+    for kind, msg in (("telemetry", t), ("event", e), ("event", e), ("state", birth), ("state", birth)):
         _add(out, seen, kind, msg)
     assert [r.message.id for r in out.telemetry] == [t.id]
     assert [r.message.id for r in out.events] == [e.id]
