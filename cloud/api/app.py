@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 from cloud.api.deps import AppState
 from cloud.api.hardening import EVIDENCE_PREFIX, HardeningMiddleware
@@ -16,6 +18,10 @@ from cloud.gateways import router as gateways
 from cloud.gateways.store import MAX_DOCUMENT_BYTES
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -47,9 +53,9 @@ def create_app(state: AppState) -> FastAPI:
         app.include_router(module.router)
     app.include_router(console.pages)  # /install, /sound/alarm.wav (the console's own, not API)
 
-    @app.get("/api/health", tags=["health"], summary="Liveness")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/api/health", response_model=Health, tags=["health"], summary="Liveness")
+    async def health() -> Health:
+        return Health()
 
     # The web UI (cloud/web, no build step): the dashboard at /, the grid worker's phone view at /worker.
     # Mounted last so every /api route above matches first.
