@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from cloud.api.deps import AppState
 from cloud.api.hardening import EVIDENCE_PREFIX, HardeningMiddleware
-from cloud.api.routers import alarms, audit, auth, commands, console, evidence, orders, sites, ws
+from cloud.api.routers import alarms, audit, auth, commands, console, evidence, installer, orders, sites, ws
 from cloud.gateways import router as gateways
 from cloud.gateways.store import MAX_DOCUMENT_BYTES
 
@@ -49,7 +49,7 @@ def create_app(state: AppState) -> FastAPI:
         reason = exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)
         return JSONResponse({"detail": f"invalid value: {reason}"}, status_code=422)
 
-    for module in (auth, sites, alarms, commands, orders, audit, evidence, ws, console, gateways):
+    for module in (auth, sites, alarms, commands, orders, audit, evidence, ws, console, installer, gateways):
         app.include_router(module.router)
     app.include_router(console.pages)  # /install, /sound/alarm.wav (the console's own, not API)
 

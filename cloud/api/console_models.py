@@ -1,6 +1,6 @@
-"""Request and response models of the console routes (``cloud/api/routers/console.py``): the compound
-layout, device and gateway health, readings around an alarm, the workers to dispatch to, a device's
-events, points and commissioning.
+"""Request and response models of the console routes (``cloud/api/routers/console.py``: the compound
+layout, device and gateway health, readings around an alarm, the workers to dispatch to) and of the
+installer's (``cloud/api/routers/installer.py``: a device's events, points, probe and commissioning).
 
 Outputs read from the database (``…Row``) ignore columns they do not name; inputs refuse unknown keys.
 """

@@ -1,4 +1,4 @@
-"""The console routes' SQL: each query returns typed rows (``console_models`` or the small row models here)."""
+"""The console and installer routes' SQL: each query returns typed rows (``console_models`` or row models here)."""
 
 from __future__ import annotations
 

@@ -13,13 +13,13 @@ from fastapi.routing import APIRoute, APIWebSocketRoute
 from cloud.api.app import create_app
 from cloud.api.config import ApiConfig
 from cloud.api.deps import AppState
-from cloud.api.routers import alarms, audit, auth, commands, console, evidence, orders, sites, ws
+from cloud.api.routers import alarms, audit, auth, commands, console, evidence, installer, orders, sites, ws
 from cloud.gateways import router as gateways
 from contract.clock import SystemClock
 
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 ROUTERS: list[APIRouter] = [
-    m.router for m in (alarms, audit, auth, commands, console, evidence, orders, sites, ws, gateways)
+    m.router for m in (alarms, audit, auth, commands, console, evidence, installer, orders, sites, ws, gateways)
 ]
 
 
