@@ -115,6 +115,8 @@ async def test_console_routes(console_backend: Any, compound_db: str) -> None:
         # Readings around the alarm: the varying analogue point first, from the 1-minute rollups.
         rd = (await client.get(f"/api/alarms/{alarm['id']}/readings?minutes=30", headers=pm)).json()
         assert rd["resolution"] == "1m" and rd["profile_id"] == "acme-sd10"
+        window = [datetime.fromisoformat(rd[k]) for k in ("from", "event_ts", "to")]
+        assert window == sorted(window)  # the window around the alarm
         assert [s["point"] for s in rd["series"]] == ["smoke.obscuration", "battery_pct"]
         obsc = rd["series"][0]
         assert len(obsc["ts"]) >= 19 and max(v for v in obsc["max"] if v is not None) > 5
