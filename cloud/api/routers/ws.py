@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, JsonValue
 
-from cloud.alarms.store import note_shown
+from cloud.alarms.repository import note_shown
 from cloud.api.deps import AppState, scope_for
 from cloud.auth.roles import allowed, is_grid_scoped
 from cloud.auth.security import TokenError, decode_token
