@@ -10,9 +10,14 @@ import asyncio
 import getpass
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from cloud.db import DatabaseConfig
+    from cloud.dispatch.mqtt import MqttConfig
+    from cloud.gateways.store import Applied
 
 app = typer.Typer(no_args_is_help=True, help="Gateways: their configuration kept by the backend.")
 config_app = typer.Typer(no_args_is_help=True, help="A gateway's config document: push a version, show, history.")
@@ -23,7 +28,7 @@ DSN_OPTION = typer.Option(None, "--dsn", help="PostgreSQL DSN (overrides databas
 GATEWAY_OPTION = typer.Option(..., "--gateway", "-g", help="Gateway id.")
 
 
-def _settings(config: Path | None, dsn: str | None, mqtt: str | None) -> tuple[Any, Any]:
+def _settings(config: Path | None, dsn: str | None, mqtt: str | None) -> tuple[DatabaseConfig, MqttConfig]:
     from cloud.cli import backend_config
 
     cfg = backend_config(config, dsn=dsn, mqtt=mqtt)
@@ -133,7 +138,7 @@ def history(
                    f"{c.comment or ''}".rstrip())
 
 
-def _applied_text(a: Any) -> str:
+def _applied_text(a: Applied) -> str:
     version = "its local file" if a.config_version is None else f"config v{a.config_version}"
     refused = f"; last push refused: {a.config_error.splitlines()[0]}" if a.config_error else ""
     return f"{a.state}, running {version}{refused}"
