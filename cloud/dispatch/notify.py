@@ -13,10 +13,10 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Annotated, Literal, Protocol
 
 import httpx
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
 from cloud.auth.roles import Role
 from cloud.dispatch.models import Notification as Notification
@@ -48,7 +48,15 @@ class LogConfig(StrictModel):
     roles: list[Role] = Field(default_factory=list, description="only these roles' notifications; empty = all")
 
 
-ChannelConfig = WebhookConfig | LogConfig
+def _channel_type(value: object) -> str:
+    """A channel entry's ``type`` (``webhook`` when left out), so a bad field is reported on its own line."""
+    kind = value.get("type", "webhook") if isinstance(value, dict) else getattr(value, "type", "webhook")
+    return str(kind)
+
+
+ChannelConfig = Annotated[
+    Annotated[WebhookConfig, Tag("webhook")] | Annotated[LogConfig, Tag("log")], Discriminator(_channel_type)
+]
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

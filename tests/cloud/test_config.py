@@ -145,12 +145,16 @@ def test_rules_are_checked_against_the_configs_notification_roles(tmp_path: Path
     text = GOOD.replace("    - {type: log}\n", "    - {type: log, roles: [installer, pm]}\n").replace(
         "roles: [admin, property_manager]", "roles: [admin]")
     path = write(tmp_path, "cloud.yaml", text)
-    config = load_config(path)
     with pytest.raises(ConfigError) as info:
-        load_decision(config, path)
+        load_config(path)
     assert problems(info) == [
-        f"{path}:20: decision.notifications[0].roles[1]: unknown role 'pm'; "
-        "roles: admin, property_manager, grid_worker, installer",
+        f"{path}:20: decision.notifications[0].roles[1]: Input should be 'admin', 'property_manager', "
+        "'grid_worker' or 'installer'",
+    ]
+    path = write(tmp_path, "cloud.yaml", text.replace("[installer, pm]", "[installer]"))
+    with pytest.raises(ConfigError) as info:
+        load_decision(load_config(path), path)
+    assert problems(info) == [
         f"{tmp_path / 'rules.yaml'}:8: escalation.critical[0].role: no notification channel delivers to "
         f"'property_manager': every channel in {path} (decision.notifications) filters on other roles",
     ]
