@@ -41,11 +41,11 @@ def _mqtt_override(data: dict[str, Any], mqtt: str | None) -> dict[str, Any]:
     """``--mqtt host:port`` over the file's ``ingest.mqtt`` section."""
     if mqtt is None:
         return {}
-    from cloud.ingest.config import MqttConfig
+    from contract.mqtt import MqttSettings
 
     host, _, port = mqtt.rpartition(":")
     base = dict((data.get("ingest") or {}).get("mqtt") or {})
-    return {"mqtt": MqttConfig.model_validate({**base, "host": host or "127.0.0.1", "port": int(port)})}
+    return {"mqtt": MqttSettings.model_validate({**base, "host": host or "127.0.0.1", "port": int(port)})}
 
 
 @app.command()

@@ -27,7 +27,7 @@ from cloud.api.config import ApiConfig
 from cloud.api.deps import AppState
 from cloud.db import DatabaseConfig
 from cloud.dispatch.commands import CommandTimeouts, Publisher
-from cloud.dispatch.mqtt import MqttConfig, MqttPublisher
+from cloud.dispatch.mqtt import MqttPublisher, PublisherConfig
 from cloud.dispatch.notify import ChannelConfig, LogConfig, Notifier, build_channel
 from contract.base import StrictModel
 from contract.clock import Clock, SystemClock
@@ -42,7 +42,7 @@ def _default_channels() -> list[ChannelConfig]:
 
 class ServeConfig(StrictModel):
     database: DatabaseConfig = DatabaseConfig()
-    mqtt: MqttConfig = MqttConfig()
+    mqtt: PublisherConfig = PublisherConfig()
     api: ApiConfig
     rules: Path | None = Field(default=None, description="rules YAML; the shipped cloud/alarms/rules.yaml if unset")
     profiles: list[Path] | None = Field(

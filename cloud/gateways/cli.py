@@ -21,13 +21,13 @@ app.add_typer(config_app, name="config")
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="Backend config file (YAML/JSON: database, mqtt).")
 DSN_OPTION = typer.Option(None, "--dsn", help="PostgreSQL DSN (overrides database.dsn).")
 GATEWAY_OPTION = typer.Option(..., "--gateway", "-g", help="Gateway id.")
-MQTT_KEYS = ("host", "port", "username", "password")
+MQTT_KEYS = ("host", "port", "username", "password", "tls", "ca_file", "cert_file", "key_file", "tls_insecure")
 
 
 def _settings(config: Path | None, dsn: str | None, mqtt: str | None) -> tuple[Any, Any]:
     from cloud.config_file import load_file
     from cloud.db import DatabaseConfig
-    from cloud.dispatch.mqtt import MqttConfig
+    from cloud.dispatch.mqtt import PublisherConfig
 
     data = load_file(config)
     database = dict(data.get("database") or {})
@@ -39,7 +39,7 @@ def _settings(config: Path | None, dsn: str | None, mqtt: str | None) -> tuple[A
         host, _, port = mqtt.rpartition(":")
         m.update(host=host or "127.0.0.1", port=int(port))
     m["client_id"] = f"xiaoqu-cli-{uuid.uuid4().hex[:8]}"
-    return DatabaseConfig.model_validate(database), MqttConfig.model_validate(m)
+    return DatabaseConfig.model_validate(database), PublisherConfig.model_validate(m)
 
 
 @config_app.command("push")

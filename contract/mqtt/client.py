@@ -248,6 +248,7 @@ class MqttClient:
 
         self._lock = threading.Lock()
         self._connected = False
+        self._up = threading.Event()
         self._closing = False
         self._started = False
         self._subscriptions: dict[str, int] = {}
@@ -274,6 +275,10 @@ class MqttClient:
         """Run ``fn(*args)`` in the client's event loop from any thread (False: no loop, or it is closed)."""
         loop = self._loop
         return loop is not None and call_in_loop(loop, fn, *args)
+
+    def wait_connected_blocking(self, timeout: float) -> bool:
+        """:meth:`wait_connected` for a caller without an event loop."""
+        return self._up.wait(timeout)
 
     async def wait_connected(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the connection to be up; its state then."""
@@ -476,6 +481,10 @@ class MqttClient:
             log.debug("%s: nothing to deliver to (no event loop, or it is closed)", self.client_id)
 
     def _set_connected_event(self, up: bool) -> None:
+        if up:
+            self._up.set()
+        else:
+            self._up.clear()
         event = self._connected_event
         if event is not None:
             self.call_soon(event.set if up else event.clear)
@@ -518,7 +527,7 @@ class MqttClient:
         self._set_connected_event(False)
         if closing:
             return
-        log.info("%s lost %s: %s%s", self.client_id, self.address, reason,
+        log.warning("%s lost %s: %s%s", self.client_id, self.address, reason,
                  "; reconnecting" if self._reconnect else "")
         self._hand_over(self._on_disconnect_hook, str(reason))
 

@@ -120,7 +120,7 @@ async def rig(db: str, tmp_path: Path, mqtt_broker: Any, site_id: str) -> AsyncI
     from cloud.auth.roles import Role
     from cloud.auth.store import add_user
     from cloud.db import DatabaseConfig
-    from cloud.dispatch.mqtt import MqttConfig
+    from cloud.dispatch.mqtt import PublisherConfig
     from cloud.serve import Backend, ServeConfig
 
     gw = f"gw-rc-{uuid.uuid4().hex[:6]}"  # its own MQTT session (clean_session=False) per run
@@ -131,7 +131,7 @@ async def rig(db: str, tmp_path: Path, mqtt_broker: Any, site_id: str) -> AsyncI
     config = ServeConfig(
         database=DatabaseConfig(dsn=db, pool_max=4),
         api=ApiConfig(port=port, jwt_secret="remote-config-test-secret-0123456789", evidence_dir=tmp_path / "ev"),
-        mqtt=MqttConfig(host=mqtt_broker.host, port=mqtt_broker.port, client_id=f"xq-rc-{uuid.uuid4().hex[:8]}"),
+        mqtt=PublisherConfig(host=mqtt_broker.host, port=mqtt_broker.port, client_id=f"xq-rc-{uuid.uuid4().hex[:8]}"),
     )
     backend = Backend(config, run_timers=False)
     await backend.start()

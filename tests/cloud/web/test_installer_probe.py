@@ -22,7 +22,7 @@ from conftest import rows, until
 from cloud.alarms.testkit import migrate_all
 from cloud.api.config import ApiConfig
 from cloud.db import DatabaseConfig
-from cloud.dispatch.mqtt import MqttConfig as PublisherConfig
+from cloud.dispatch.mqtt import PublisherConfig
 from cloud.ingest.config import IngestConfig
 from cloud.ingest.worker import IngestWorker
 from cloud.serve import Backend, ServeConfig

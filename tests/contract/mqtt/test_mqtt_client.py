@@ -52,11 +52,11 @@ def test_settings_from_url() -> None:
     assert s.uses_tls and s.client_id is None
     assert MqttSettings.from_url("mqtts://b").port == 8883
     assert MqttSettings.from_url("mqtt://b").port == 1883
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must look like"):
         MqttSettings.from_url("http://b")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="hots"):
         MqttSettings.model_validate({"host": "b", "hots": "x"})  # extra="forbid"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="key_file needs cert_file"):
         MqttSettings(key_file="k.pem")
 
 
@@ -271,7 +271,7 @@ def test_manual_ack_redelivers_what_was_not_acknowledged(mqtt_broker: Any) -> No
 
 
 def test_start_requires_reconnect_and_blocking_connect_refuses_it() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="keeps retrying"):
         MqttClient(MqttSettings(), reconnect=False).start()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="without reconnect"):
         MqttClient(MqttSettings(), reconnect=True).connect_blocking()
