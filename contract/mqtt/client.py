@@ -111,6 +111,11 @@ class Delivery:
         """paho sent the message (or will, after a reconnect); False: see :attr:`rc`."""
         return self.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
 
+    @property
+    def rc_text(self) -> str:
+        """:attr:`rc` in words."""
+        return paho.error_string(self.rc)
+
     def done(self) -> bool:
         return self._finished
 
