@@ -103,8 +103,8 @@ class Delivery:
         self._lock = lock
         self._finished = False
         self._error: MqttPublishError | None = None
-        self._callbacks: list[Callable[[Delivery], None]] = [on_done] if on_done is not None else []
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._callbacks: list[Callable[[Delivery], None]] | None = [on_done] if on_done is not None else None
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] | None = None
 
     @property
     def accepted(self) -> bool:
@@ -132,6 +132,8 @@ class Delivery:
         """Call ``fn(self)`` when done (in the completing thread), or now if it is done already."""
         with self._lock:
             if not self._finished:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(fn)
                 return
         fn(self)
@@ -143,6 +145,8 @@ class Delivery:
         with self._lock:
             if not self._finished:
                 future = loop.create_future()
+                if self._waiters is None:
+                    self._waiters = []
                 self._waiters.append((loop, future))
         if future is not None:
             try:
@@ -161,12 +165,14 @@ class Delivery:
                 return
             self._finished = True
             self._error = error
-            callbacks, self._callbacks = self._callbacks, []
-            waiters, self._waiters = self._waiters, []
-        for fn in callbacks:
-            fn(self)
-        for loop, future in waiters:
-            call_in_loop(loop, _settle_future, future, None, error)
+            callbacks, self._callbacks = self._callbacks, None
+            waiters, self._waiters = self._waiters, None
+        if callbacks is not None:
+            for fn in callbacks:
+                fn(self)
+        if waiters is not None:
+            for loop, future in waiters:
+                call_in_loop(loop, _settle_future, future, None, error)
 
 
 _Hook = Callable[[T], None]

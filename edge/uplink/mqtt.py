@@ -416,18 +416,18 @@ class Uplink:
 
     def _fill(self, client: MqttClient) -> None:
         with self._lock:
-            self._fill_wanted = client
             if self._filling:
+                self._fill_wanted = client
                 return  # the thread filling now goes round once more
             self._filling = True
+        target: MqttClient | None = client
         try:
-            while True:
+            while target is not None:
+                self._fill_slots(target)
                 with self._lock:
                     target, self._fill_wanted = self._fill_wanted, None
                     if target is None:
                         self._filling = False
-                        return
-                self._fill_slots(target)
         except BaseException:
             with self._lock:
                 self._filling = False
