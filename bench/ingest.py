@@ -99,10 +99,11 @@ def publish(port: int, messages: list[tuple[str, bytes]], started: Any, retain: 
 
 
 def bench_config(port: int, run: str, receipts: bool = True) -> Any:
-    from cloud.ingest.config import IngestConfig, MqttConfig
+    from cloud.ingest.config import IngestConfig
+    from contract.mqtt import MqttSettings
 
     return IngestConfig(
-        mqtt=MqttConfig(port=port), client_id=f"bench-{run}", site=f"{SITE}-{run}", group=f"g{run}",
+        mqtt=MqttSettings(port=port), client_id=f"bench-{run}", site=f"{SITE}-{run}", group=f"g{run}",
         session_expiry_s=60, receipts=receipts,
     )
 

@@ -15,21 +15,24 @@ paths in the file are relative to the file. The reference of every key is ``docs
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from ruamel.yaml.comments import CommentedMap
 
 from cloud.alarms.rules import Rules, parse_rules, read_rules
 from cloud.api.config import ApiConfig
 from cloud.auth.roles import Role
 from cloud.db import DatabaseConfig
-from cloud.dispatch.mqtt import MqttConfig as PublisherConfig  # broker settings (→ contract.mqtt.MqttSettings)
+from cloud.dispatch.mqtt import PublisherConfig
 from cloud.dispatch.notify import ChannelConfig, LogConfig
-from cloud.ingest.config import IngestConfig, MqttConfig  # MqttConfig: the broker (→ contract.mqtt.MqttSettings)
+from cloud.ingest.config import IngestConfig
 from contract.base import StrictModel
+from contract.mqtt import MqttSettings
 from device_profiles import Catalog, Issue, ProfileError, load_catalog
 from device_profiles.loader import format_path, line_of, read_yaml, validation_issues
 
@@ -43,7 +46,7 @@ class ConfigError(ProfileError):
 def _valid_broker(data: Any) -> bool:
     """Whether broker settings validate (an invalid one is reported where it is written, not twice)."""
     try:
-        MqttConfig.model_validate(data)
+        MqttSettings.model_validate(data)
     except ValidationError:
         return False
     return True
@@ -64,9 +67,9 @@ class DecisionConfig(StrictModel):
         default_factory=_default_channels, description="notification channels; default: one 'log' channel"
     )
     timer_interval_s: float = Field(default=1.0, gt=0, description="how often escalations and SLA timers run")
-    client_id: str = Field(
-        default="xiaoqu-decision", min_length=1,
-        description="MQTT client id of the command publisher (one per serve process)",
+    client_id: str | None = Field(
+        default=None, min_length=1,
+        description="MQTT client id of the command publisher; unset = xiaoqu-decision-<host>-<pid>, unique per process",
     )
     publish_timeout_s: float = Field(default=5.0, gt=0, description="a command publish not acked by then fails")
 
@@ -75,8 +78,8 @@ class BackendConfig(StrictModel):
     """The whole backend config; each command uses the sections it needs (``serve`` needs ``api``)."""
 
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
-    mqtt: MqttConfig = Field(
-        default_factory=MqttConfig,
+    mqtt: MqttSettings = Field(
+        default_factory=MqttSettings,
         description="the broker (serve's command publisher, `gateway config push`; ingest unless ingest.mqtt)",
     )
     ingest: IngestConfig | None = Field(
@@ -110,8 +113,9 @@ class BackendConfig(StrictModel):
     def publisher_settings(self, client_id: str | None = None) -> PublisherConfig:
         """The command publisher's settings: the broker with the decision engine's client id and timeout."""
         return PublisherConfig(
-            host=self.mqtt.host, port=self.mqtt.port, username=self.mqtt.username, password=self.mqtt.password,
-            client_id=client_id or self.decision.client_id, publish_timeout_s=self.decision.publish_timeout_s,
+            **self.mqtt.model_dump(exclude={"client_id"}),
+            client_id=client_id or self.decision.client_id or f"xiaoqu-decision-{socket.gethostname()}-{os.getpid()}",
+            publish_timeout_s=self.decision.publish_timeout_s,
         )
 
     def require_api(self, file: str = "<config>") -> ApiConfig:
@@ -153,7 +157,7 @@ class BackendConfig(StrictModel):
         return self.model_copy(update=update)
 
 
-M = TypeVar("M", bound=StrictModel)
+M = TypeVar("M", bound=BaseModel)
 
 
 def _replace(model: M, option: str, changes: dict[str, object]) -> M:

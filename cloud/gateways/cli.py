@@ -16,7 +16,7 @@ import typer
 
 if TYPE_CHECKING:
     from cloud.db import DatabaseConfig
-    from cloud.dispatch.mqtt import MqttConfig
+    from cloud.dispatch.mqtt import PublisherConfig
     from cloud.gateways.store import Applied
 
 app = typer.Typer(no_args_is_help=True, help="Gateways: their configuration kept by the backend.")
@@ -28,7 +28,7 @@ DSN_OPTION = typer.Option(None, "--dsn", help="PostgreSQL DSN (overrides databas
 GATEWAY_OPTION = typer.Option(..., "--gateway", "-g", help="Gateway id.")
 
 
-def _settings(config: Path | None, dsn: str | None, mqtt: str | None) -> tuple[DatabaseConfig, MqttConfig]:
+def _settings(config: Path | None, dsn: str | None, mqtt: str | None) -> tuple[DatabaseConfig, PublisherConfig]:
     from cloud.cli import backend_config
 
     cfg = backend_config(config, dsn=dsn, mqtt=mqtt)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from contract.base import StrictModel
+from contract.mqtt import MqttSettings
 from contract.topics import SHARED_GROUP
 
 
-class MqttConfig(StrictModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    username: str | None = None
-    password: str | None = None
-    keepalive_s: int = Field(default=30, ge=5)
-
-
 class IngestConfig(StrictModel):
-    mqtt: MqttConfig = MqttConfig()
+    mqtt: MqttSettings = Field(
+        default_factory=MqttSettings,
+        description="the broker; client ids come from 'client_id' below, sessions are always persistent",
+    )
     client_id: str = Field(
         default="xq-ingest", description="worker i connects as '<client_id>-<i>' (stable: it owns a persistent session)"
     )
@@ -48,3 +44,10 @@ class IngestConfig(StrictModel):
         description="after each commit publish a Receipt per gateway naming its stored events and command acks; "
         "gateways keep those until a receipt names them, so turn it off only to measure its cost",
     )
+
+    @field_validator("mqtt")
+    @classmethod
+    def _no_client_id(cls, value: MqttSettings) -> MqttSettings:
+        if value.client_id is not None:
+            raise ValueError("set ingest.client_id (worker i connects as '<client_id>-<i>'), not ingest.mqtt.client_id")
+        return value

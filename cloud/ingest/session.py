@@ -19,14 +19,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
-
 from cloud.ingest.config import IngestConfig
+from contract.mqtt import Message, MqttClient, MqttConnectError
 from contract.topics import TopicKind, shared_filter, uplink_filter
 
 log = logging.getLogger(__name__)
@@ -47,12 +41,20 @@ def client_id(config: IngestConfig, index: int) -> str:
     return f"{config.client_id}-{index}"
 
 
-def connect_properties(config: IngestConfig) -> Properties:
-    """CONNECT properties of a worker's session: its expiry and how many messages may be in flight to it."""
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = config.session_expiry_s
-    props.ReceiveMaximum = config.receive_maximum
-    return props
+def session_client(config: IngestConfig, cid: str, *, reconnect: bool, **hooks: Any) -> MqttClient:
+    """A client on worker ``cid``'s persistent MQTT 5 session: clean_start off, the session expiry and receive
+    maximum of ``config``, manual acknowledgement, callbacks in paho's thread (the worker has no event loop)."""
+    return MqttClient(
+        config.mqtt.model_copy(update={"clean_start": False}),
+        client_id=cid,
+        protocol="5",
+        reconnect=reconnect,
+        manual_ack=True,
+        session_expiry_s=config.session_expiry_s,
+        receive_maximum=config.receive_maximum,
+        deliver="thread",
+        **hooks,
+    )
 
 
 class SessionError(RuntimeError):
@@ -79,53 +81,32 @@ def ensure_sessions(config: IngestConfig, workers: int = 1, *, timeout_s: float 
     return [_ensure_one(config, client_id(config, i), timeout_s) for i in range(workers)]
 
 
+def _ignore(_m: Message) -> None:
+    """Messages handed over while the session is created stay unacknowledged (redelivered to the worker)."""
+
+
 def _ensure_one(config: IngestConfig, cid: str, timeout_s: float) -> SessionResult:
-    done = threading.Event()
-    outcome: dict[str, Any] = {}
-    client = Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
-    if config.mqtt.username is not None:
-        client.username_pw_set(config.mqtt.username, config.mqtt.password)
+    suback = threading.Event()
+    refused: list[str] = []
 
-    def on_connect(c: Client, _u: Any, flags: ConnectFlags, reason: ReasonCode, _p: Properties | None) -> None:
-        if reason.is_failure:
-            outcome["error"] = f"connection refused: {reason}"
-            done.set()
-            return
-        outcome["existed"] = bool(flags.session_present)
-        if flags.session_present:
-            done.set()
-            return
-        c.subscribe([(f, SubscribeOptions(qos=1)) for f in subscriptions(config)])
+    def on_subscribed(failed: list[str]) -> None:
+        refused.extend(failed)
+        suback.set()
 
-    def on_subscribe(_c: Client, _u: Any, _mid: int, reasons: list[ReasonCode], _p: Properties | None) -> None:
-        failed = [str(r) for r in reasons if r.is_failure]
-        if failed:
-            outcome["error"] = f"subscription refused: {', '.join(failed)}"
-        done.set()
-
-    def on_disconnect(_c: Client, _u: Any, _f: DisconnectFlags, reason: ReasonCode, _p: Properties | None) -> None:
-        if not done.is_set():
-            outcome["error"] = f"disconnected: {reason}"
-            done.set()
-
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.on_disconnect = on_disconnect
+    address = config.mqtt.address
+    client = session_client(config, cid, reconnect=False, on_message=_ignore, on_subscribed=on_subscribed)
     try:
-        client.connect(config.mqtt.host, config.mqtt.port, config.mqtt.keepalive_s, clean_start=False,
-                       properties=connect_properties(config))
-    except OSError as exc:
-        raise SessionError(f"broker {config.mqtt.host}:{config.mqtt.port} unreachable: {exc}") from None
-    client.loop_start()
-    try:
-        if not done.wait(timeout_s):
-            raise SessionError(f"broker {config.mqtt.host}:{config.mqtt.port} did not answer within {timeout_s:g} s")
-        if "error" in outcome:
-            raise SessionError(f"session {cid}: {outcome['error']}")
+        try:
+            existed = client.connect_blocking(timeout_s).session_present
+        except MqttConnectError as exc:
+            raise SessionError(f"session {cid} on broker {address}: {exc}") from None
+        if not existed:
+            client.subscribe(subscriptions(config))
+            if not suback.wait(timeout_s):
+                raise SessionError(f"broker {address} did not answer the subscription within {timeout_s:g} s")
+            if refused:
+                raise SessionError(f"session {cid}: subscription refused: {', '.join(refused)}")
     finally:
-        client.disconnect()  # normal disconnect: the session (and its expiry) stays on the broker
-        client.loop_stop()
-    existed = bool(outcome.get("existed"))
-    log.info("ingest session %s on %s:%d %s", cid, config.mqtt.host, config.mqtt.port,
-             "already existed" if existed else "created")
+        client.close_blocking()  # normal disconnect: the session (and its expiry) stays on the broker
+    log.info("ingest session %s on %s %s", cid, address, "already existed" if existed else "created")
     return SessionResult(cid, existed)

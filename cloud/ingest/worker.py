@@ -28,21 +28,17 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from paho.mqtt.client import Client, ConnectFlags, DisconnectFlags, MQTTMessage
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from cloud.db import DatabaseConfig, Flavour, connect
 from cloud.db.migrate import stored_flavour
 from cloud.devices.registry import DeviceDirectory, PresenceTracker, mark_offline
 from cloud.ingest.config import IngestConfig
 from cloud.ingest.maintenance import Maintenance
-from cloud.ingest.session import SHARED_KINDS, client_id, connect_properties, subscriptions
+from cloud.ingest.session import SHARED_KINDS, client_id, session_client, subscriptions
 from cloud.ingest.store import BatchWriter, CommittedBatch, Inbound, PartitionCache
 from contract.codec import encode
 from contract.messages import Receipt
+from contract.mqtt import ConnectResult, Message, MqttClient, MqttPublishError
 from contract.topics import TopicKind, topic
 from xiaoqu import processes
 
@@ -117,7 +113,7 @@ class IngestWorker:
         self._directory = DeviceDirectory()
         self._partitions = PartitionCache()
         self._thread: threading.Thread | None = None
-        self._client: Client | None = None
+        self._client: MqttClient | None = None
         self._receipt_seq = itertools.count()
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -145,62 +141,34 @@ class IngestWorker:
         try:
             self._loop(writer, client, flavour)
         finally:
-            client.disconnect()
-            client.loop_stop()
+            client.close_blocking()
             housekeeping.join(timeout=10)
             writer.conn.close()
             log.info("ingest worker %s stopped: %s", self.client_id, self.stats)
 
     # -- MQTT -------------------------------------------------------------------------------------
-    def _mqtt(self) -> Client:
-        cfg = self.config
-        client = Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
+    def _mqtt(self) -> MqttClient:
+        """The worker's persistent session; paho reconnects, the adapter resubscribes after each connect."""
+        client = session_client(
+            self.config, self.client_id, reconnect=True,
+            on_message=self._on_message, on_connect=self._on_connect, on_subscribed=self._on_subscribed,
         )
-        if cfg.mqtt.username is not None:
-            client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        client.reconnect_delay_set(1, 10)
-        client.connect_async(cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.keepalive_s, clean_start=False,
-                             properties=connect_properties(cfg))
-        client.loop_start()
+        client.subscribe(subscriptions(self.config))
+        client.start()
         self._client = client
         return client
 
-    def _on_connect(
-        self, client: Client, _u: Any, flags: ConnectFlags, reason: ReasonCode, _p: Properties | None
-    ) -> None:
-        if reason.is_failure:
-            log.error("MQTT connect of %s refused: %s", self.client_id, reason)
-            return
-        log.info("MQTT %s connected (session present: %s)", self.client_id, flags.session_present)
-        client.subscribe([(f, SubscribeOptions(qos=1)) for f in subscriptions(self.config)])
+    def _on_connect(self, result: ConnectResult) -> None:
+        log.info("MQTT %s connected (session present: %s)", self.client_id, result.session_present)
 
-    def _on_subscribe(self, _c: Client, _u: Any, _mid: int, reasons: list[ReasonCode], _p: Properties | None) -> None:
-        failed = [str(r) for r in reasons if r.is_failure]
+    def _on_subscribed(self, failed: list[str]) -> None:
         if failed:
             log.error("MQTT subscription of %s refused: %s", self.client_id, failed)
         else:
             self.subscribed.set()
 
-    def _on_disconnect(
-        self, _c: Client, _u: Any, _f: DisconnectFlags, reason: ReasonCode, _p: Properties | None
-    ) -> None:
-        if not self._stop.is_set():
-            log.warning("MQTT %s disconnected (%s); reconnecting", self.client_id, reason)
-
-    def _on_message(self, _c: Client, _u: Any, msg: MQTTMessage) -> None:
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:
-            topic = repr(msg._topic)  # kept for the dead letter; Topic.parse will refuse it
-        self._queue.put(Inbound(topic, bytes(msg.payload), msg.mid, msg.qos, datetime.now(UTC)))
+    def _on_message(self, msg: Message) -> None:
+        self._queue.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, datetime.now(UTC)))
 
     # -- database ---------------------------------------------------------------------------------
     def _connect_db(self) -> psycopg.Connection[Any]:
@@ -232,7 +200,7 @@ class IngestWorker:
         )
 
     # -- the loop ---------------------------------------------------------------------------------
-    def _loop(self, writer: BatchWriter, client: Client, flavour: Flavour) -> None:
+    def _loop(self, writer: BatchWriter, client: MqttClient, flavour: Flavour) -> None:
         cfg = self.config
         wait = cfg.batch_max_wait_ms / 1000
         batch: list[Inbound] = []
@@ -258,7 +226,9 @@ class IngestWorker:
             writer = self._commit(writer, client, batch, flavour)
             batch, size = [], 0
 
-    def _commit(self, writer: BatchWriter, client: Client, batch: list[Inbound], flavour: Flavour) -> BatchWriter:
+    def _commit(
+        self, writer: BatchWriter, client: MqttClient, batch: list[Inbound], flavour: Flavour
+    ) -> BatchWriter:
         """Write ``batch`` until it is committed (retrying through database outages), then ack it."""
         delay = 0.5
         while True:
@@ -277,9 +247,8 @@ class IngestWorker:
                 writer = self._writer(self._connect_db(), flavour)
             else:
                 writer.conn.rollback()
-        for item in batch:
-            if item.qos > 0:
-                client.ack(item.mid, item.qos)
+        for item in batch:  # only now: what is not acknowledged the broker redelivers to this session
+            client.ack(item.mid, item.qos)
         if self.config.receipts:
             self._send_receipts(client, result.receipts)
         self.stats.add(result)
@@ -294,7 +263,7 @@ class IngestWorker:
                 log.exception("%s: on_committed hook failed", self.client_id)
         return writer
 
-    def _send_receipts(self, client: Client, receipts: dict[tuple[str, str], list[UUID]]) -> None:
+    def _send_receipts(self, client: MqttClient, receipts: dict[tuple[str, str], list[UUID]]) -> None:
         """After the commit: tell each gateway which of its messages are in the database (QoS 1, queued by
         paho while the broker is away; a receipt lost anyway only costs the gateway a re-send)."""
         now = datetime.now(UTC)
@@ -303,7 +272,11 @@ class IngestWorker:
             for start in range(0, len(ids), RECEIPT_MAX_IDS):
                 chunk = ids[start : start + RECEIPT_MAX_IDS]
                 receipt = Receipt(gw=gw, seq=next(self._receipt_seq), ts=now, ids=chunk)
-                client.publish(target, encode(receipt), qos=1)
+                try:
+                    client.publish(target, encode(receipt), qos=1)
+                except MqttPublishError as exc:  # not sent: the gateway re-sends, the next commit receipts it
+                    log.warning("%s: receipt to %s/%s not sent: %s", self.client_id, site, gw, exc)
+                    continue
                 self.stats.receipts += 1
                 self.stats.receipted_ids += len(chunk)
 

@@ -5,8 +5,8 @@ subscribes to every topic its profile names: point topics (decoded with
 :func:`device_profiles.mqtt_mapping.extract_scalar`), momentary ``on_message`` events, the status topic
 (retained online/offline and the device's last will), the heartbeat topic and the command-result topic.
 
-paho runs its network loop on its own thread; every message is handed to the asyncio loop with
-``call_soon_threadsafe`` and handled there, so rules, events and the outbox are touched from one thread.
+The connection is a :class:`contract.mqtt.MqttClient` (it reconnects and resubscribes by itself); every
+message is handed to the asyncio loop and handled there, so rules, events and the outbox are touched from one thread.
 A malformed payload is logged and counted, reported up as ``device.bad_payload`` at most once per
 ``bad_payload_interval_s`` per device, and never crashes the bridge.
 """
@@ -20,13 +20,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from contract.clock import Clock
 from contract.messages import Scalar
+from contract.mqtt import ConnectResult, Message, MqttClient, MqttPublishError, MqttSettings
 from device_profiles import CompiledProfile, ConcreteEvent, ConcretePoint
 from device_profiles.commands import Publish
 from device_profiles.mqtt_decode import checked_time, decode_points
@@ -159,21 +156,14 @@ class MqttBridge:
         self.routes: dict[str, list[_Route]] = {}
         for d in devices:
             self._add_routes(d)
-        parsed = urlparse(url)
-        self._host = parsed.hostname or "127.0.0.1"
-        self._port = parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                   client_id=client_id or f"xq-bridge-{uuid.uuid4().hex[:8]}")
-        user = username or parsed.username
-        if user:
-            self._client.username_pw_set(user, password or parsed.password)
-        if parsed.scheme == "mqtts":
-            self._client.tls_set()
-        self._client.reconnect_delay_set(1, 10)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client = MqttClient(
+            MqttSettings.from_url(url, client_id=client_id or f"xq-bridge-{uuid.uuid4().hex[:8]}",
+                                  username=username or None, password=password),
+            reconnect=True,
+            on_message=self._on_message,
+            on_connect=self._on_connect,
+        )
+        self._client.subscribe(self.routes)
         self._pending: dict[tuple[str, str], asyncio.Future[CommandOutcome]] = {}  # (device, device-side id)
         self._wire_ids: dict[tuple[str, str], Scalar] = {}  # (device, backend command id) → device-side id
         # Commands the gateway stopped waiting for: (device, device-side id) → (backend command id, forget at)
@@ -181,7 +171,6 @@ class MqttBridge:
         self.late_window_s = 600.0
         self.on_late_result: Callable[[str, str, CommandOutcome], None] | None = None
         """Called with (device, backend command id, outcome) for an answer that comes after the timeout."""
-        self._connected = asyncio.Event()
         self.latest: dict[str, bytes] = {}
         """Topic → the last payload on it (topics that carry points): what a probe decodes."""
         self._arrived = asyncio.Event()
@@ -219,49 +208,27 @@ class MqttBridge:
     # --- lifecycle ---------------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._client.connected
 
     async def run(self) -> None:
-        """Connect (paho retries and reconnects on its own thread) and serve until cancelled."""
-        self._loop = asyncio.get_running_loop()
-        self._client.connect_async(self._host, self._port, keepalive=30)
-        self._client.loop_start()
+        """Connect (the client retries and reconnects on its own, resubscribing) and serve until cancelled."""
+        self._client.start()
         try:
             await asyncio.Event().wait()
         finally:
-            self._client.disconnect()
-            self._client.loop_stop()
+            await asyncio.shield(self._client.close())
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_result(CommandOutcome("failed", "gateway stopping"))
 
     async def wait_connected(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await self._client.wait_connected(timeout)
 
-    def _call(self, fn: Callable[..., None], *args: Any) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(fn, *args)
+    def _on_connect(self, _result: ConnectResult) -> None:
+        logger.info("device bridge connected to %s, %d topics", self.url, len(self.routes))
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
-        if getattr(reason, "is_failure", False):
-            logger.warning("device broker %s refused the connection: %s", self.url, reason)
-            return
-        topics = [(t, 1) for t in self.routes]
-        if topics:
-            client.subscribe(topics)
-        logger.info("device bridge connected to %s, %d topics", self.url, len(topics))
-        self._call(self._connected.set)
-
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any = None) -> None:
-        logger.warning("device bridge lost %s: %s", self.url, reason)
-        self._call(self._connected.clear)
-
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._call(self.handle, msg.topic, bytes(msg.payload), bool(msg.retain))
+    def _on_message(self, msg: Message) -> None:
+        self.handle(msg.topic, msg.payload, msg.retain)
 
     async def wait_latest(self, topics: set[str], timeout_s: float) -> dict[str, bytes]:
         """The latest payload on each of ``topics``, waiting up to ``timeout_s`` for those not heard yet."""
@@ -419,13 +386,18 @@ class MqttBridge:
         key = (device_id, wire_key(self.wire_id(device_id, command_id)))
         self._pending[key] = fut
         try:
-            info = self._client.publish(publish.topic, json.dumps(publish.payload), qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                return CommandOutcome("failed", f"device broker not reachable ({mqtt.error_string(info.rc)})")
+            try:
+                delivery = self._client.publish(publish.topic, json.dumps(publish.payload).encode(), qos=1)
+            except MqttPublishError as exc:
+                return CommandOutcome("failed", f"not sent: {exc}")
+            if not delivery.accepted:
+                return CommandOutcome("failed", f"device broker not reachable ({delivery.rc_text})")
             if settings is None or settings.command_result is None:
-                await asyncio.wait_for(asyncio.to_thread(info.wait_for_publish, timeout_s), timeout_s + 1)
-                ok = info.is_published()
-                return CommandOutcome("succeeded" if ok else "failed", None if ok else "not delivered")
+                try:
+                    await delivery.wait(timeout_s)
+                except MqttPublishError:
+                    return CommandOutcome("failed", "not delivered")
+                return CommandOutcome("succeeded", None)
             try:
                 return await asyncio.wait_for(fut, timeout_s)
             except TimeoutError:  # an answer may still come: remembered a while, then reported late

@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
 from contract.messages import ProbePoint, Scalar
 from device_profiles import CompiledProfile, ConcretePoint, Profile
@@ -208,39 +206,36 @@ def decode_payloads(
 
 async def probe_mqtt(profile: Profile, url: str, device_id: str, window_s: float = 10.0) -> ProbeReport:
     """Probe an MQTT device: listen on its topics for ``window_s`` (retained state counts) and decode."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
+    from contract.mqtt import Message, MqttClient, MqttError, MqttSettings
 
     points = mqtt_topics(CompiledProfile(profile), device_id)
     topics = {t for t, _ in points}
     report = ProbeReport(profile.id, f"{url} device {device_id}")
     payloads: dict[str, bytes | bytearray] = {}
-    lock = threading.Lock()
-    got_all = threading.Event()
-    parsed = urlparse(url)
+    got_all = asyncio.Event()
 
-    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        with lock:
-            payloads[msg.topic] = msg.payload
-            if set(payloads) >= topics:
-                got_all.set()
+    def on_message(msg: Message) -> None:
+        payloads[msg.topic] = msg.payload
+        if set(payloads) >= topics:
+            got_all.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"xq-probe-{device_id}-{time.monotonic_ns()}")
-    client.on_message = on_message
-    if parsed.username:
-        client.username_pw_set(parsed.username, parsed.password)
     try:
-        client.connect(parsed.hostname or "127.0.0.1", parsed.port or 1883, keepalive=30)
-    except OSError as exc:
+        settings = MqttSettings.from_url(url, client_id=f"xq-probe-{device_id}-{time.monotonic_ns()}")
+        client = MqttClient(settings, reconnect=False, on_message=on_message)
+    except (ValueError, MqttError) as exc:
         report.connect_error = f"cannot connect to broker {url}: {exc}"
         return report
-    client.loop_start()
     try:
-        for t in topics:
-            client.subscribe(t, qos=1)
-        await asyncio.to_thread(got_all.wait, window_s)
+        client.subscribe(topics)
+        await client.connect()
+        try:
+            await asyncio.wait_for(got_all.wait(), window_s)
+        except TimeoutError:
+            pass
+    except MqttError as exc:
+        report.connect_error = f"cannot connect to broker {url}: {exc}"
+        return report
     finally:
-        client.loop_stop()
-        client.disconnect()
+        await client.close()
     report.results = decode_payloads(points, payloads, f"no message on {{topic}} within {window_s:g}s")
     return report

@@ -1,7 +1,7 @@
 """The MQTT uplink: drains the outbox to the broker in lane order; a row leaves the outbox only when done.
 
-One paho client per connection (paho's own reconnect is off; :meth:`Uplink.run` reconnects with
-backoff and builds a fresh client, last will and birth each time). At most ``max_inflight`` rows are
+One :class:`contract.mqtt.MqttClient` per connection (its own reconnect is off; :meth:`Uplink.run` reconnects
+with backoff and builds a fresh client, last will and birth each time). At most ``max_inflight`` rows are
 handed to paho at once, so paho never becomes a second, unbounded buffer: each time a PUBACK frees a
 slot, the oldest row of the highest non-empty lane goes next — an alarm put while a telemetry backlog
 drains is sent as soon as one slot frees. On a disconnect every unacknowledged row is simply read
@@ -17,28 +17,25 @@ Re-sends go after the new rows of their lane, so rows awaiting a receipt never h
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import sqlite3
-import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Literal
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import Field, field_validator
 
 from contract.base import StrictModel
 from contract.codec import decode, encode
 from contract.errors import ContractError
 from contract.messages import Command, GatewayConfigPush, GatewayState, Receipt
+from contract.mqtt import Delivery, Message, MqttClient, MqttConnectError, MqttPublishError, MqttSettings, Will
 from contract.topics import UPLINK_KINDS, TopicKind, topic
 from edge.uplink.lanes import LANES, Lane
 from edge.uplink.outbox import Outbox, OutboxRow
@@ -84,19 +81,28 @@ class UplinkConfig(StrictModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        if not value.startswith(("mqtt://", "mqtts://")):
             raise ValueError("must look like mqtt://host[:port] or mqtts://host[:port]")
+        try:
+            MqttSettings.from_url(value)
+        except ValueError:
+            raise ValueError("must look like mqtt://host[:port] or mqtts://host[:port]") from None
         return value
+
+    def mqtt_settings(self, client_id: str) -> MqttSettings:
+        """The broker connection: a persistent session (the ``…/cmd`` subscription and queued commands outlive a
+        reconnect); the TLS files apply to ``mqtts://`` only."""
+        tls = self.url.startswith("mqtts://")
+        return MqttSettings.from_url(
+            self.url, client_id=client_id, username=self.username, password=self.password,
+            ca_file=self.ca_file if tls else None, cert_file=self.cert_file if tls else None,
+            key_file=self.key_file if tls else None, keepalive_s=self.keepalive_s, clean_start=False,
+        )
 
 
 _Birth = Callable[[], GatewayState]
 _OnCommand = Callable[[Command], Awaitable[None]]
 _OnConfig = Callable[[GatewayConfigPush], None]
-
-
-class _ConnectFailed(Exception):
-    """The broker refused the connection or did not answer it in time."""
 
 
 class _LaneCursor:
@@ -172,11 +178,9 @@ class Uplink:
         self.outbox = outbox
         self._birth = birth
         self._on_command = on_command
-        parts = urlsplit(config.url)
-        self._tls = parts.scheme == "mqtts"
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or (8883 if self._tls else 1883)
         self._client_id = config.client_id or f"xq-gw-{gateway_id}"
+        self._settings = config.mqtt_settings(self._client_id)
+        self._address = self._settings.address
         self._topics: dict[str, str] = {k.value: topic(site, gateway_id, k) for k in UPLINK_KINDS}
         self._state_topic = self._topics[TopicKind.STATE.value]
         self._cmd_topic = topic(site, gateway_id, TopicKind.CMD)
@@ -185,14 +189,17 @@ class Uplink:
         self._on_config = on_config
         self._config_topic = topic(site, gateway_id, TopicKind.CONFIG)
 
-        # Shared between the paho network thread and the asyncio thread; guarded by _lock. Lock order:
-        # paho's internal locks -> _lock -> the outbox's lock; client.publish() is never called under _lock.
+        # Shared between the MQTT network thread (PUBACKs) and the asyncio thread; guarded by _lock. Lock order:
+        # paho's internal locks -> the client's lock -> _lock -> the outbox's lock; publish() never under _lock.
         self._lock = threading.Lock()
-        self._client: mqtt.Client | None = None
-        self._connected = False
+        self._client: MqttClient | None = None
+        self._ready = False
+        """The current client's birth is out: rows may follow."""
+        self._filling = False
+        """One thread at a time picks and publishes rows (so they go out in pick order); another that wants a
+        fill meanwhile leaves it in _fill_wanted for that thread, and never waits (no lock-order cycle with paho)."""
+        self._fill_wanted: MqttClient | None = None
         self._slots = 0
-        self._inflight: dict[int, OutboxRow | None] = {}
-        self._early: set[int] = set()
         self._acked: list[int] = []
         self._acked_awaiting: list[int] = []
         self._resend_ids: set[int] = set()
@@ -204,11 +211,8 @@ class Uplink:
         self._receipts_total = 0
         self._next_resend_check = 0.0
         self._next_overdue_hint = 0.0
-        self._birth_payload = b""
-        self._connect_result: asyncio.Future[ReasonCode] | None = None
 
         self._state: UplinkState = "stopped"
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._stop_requested = False
         self._running = False
@@ -217,18 +221,19 @@ class Uplink:
         self.on_ack: Callable[[OutboxRow], None] | None = None
         """Optional hook called (in the network thread) with each row whose PUBACK arrived."""
         self.on_receipt: Callable[[list[OutboxRow]], None] | None = None
-        """Optional hook called (in the network thread) with the rows a receipt deleted (payloads empty)."""
+        """Optional hook called (in the event loop) with the rows a receipt deleted (payloads empty)."""
 
     # -- public getters ---------------------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        client = self._client
+        return client is not None and client.connected
 
     @property
     def state(self) -> UplinkState:
         """``connected`` only while the broker connection is up; ``connecting`` from a drop until reconnected."""
-        if self._state == "connected" and not self._connected:
+        if self._state == "connected" and not self.connected:
             return "connecting"
         return self._state
 
@@ -264,35 +269,34 @@ class Uplink:
     def wake(self) -> None:
         """Hint that ``put()`` added rows: fill free in-flight slots now (safe from any thread)."""
         client = self._client
-        if client is not None and self._connected:
+        if client is not None and client.connected:
             self._fill(client)
 
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Connect, drain and reconnect with backoff until :meth:`stop` (or cancellation)."""
-        self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         self._stopped = asyncio.Event()
         self._running = True
         delay = self.config.reconnect_min_s
-        client: mqtt.Client | None = None
+        client: MqttClient | None = None
         try:
             while not self._stop_requested:
                 self._state = "connecting"
                 try:
                     client = await self._connect()
-                except (OSError, _ConnectFailed) as exc:
+                except MqttConnectError as exc:
                     self._state = "backoff"
                     pause = delay * random.uniform(0.8, 1.2)
-                    log.warning("uplink to %s:%d failed (%s); retrying in %.1f s", self._host, self._port, exc, pause)
+                    log.warning("uplink to %s failed (%s); retrying in %.1f s", self._address, exc, pause)
                     await self._sleep(pause)
                     delay = min(delay * 2, self.config.reconnect_max_s)
                     continue
                 delay = self.config.reconnect_min_s
                 self._state = "connected"
-                log.info("uplink connected to %s:%d as %s", self._host, self._port, self._client_id)
-                while self._connected and not self._stop_requested:
+                log.info("uplink connected to %s as %s", self._address, self._client_id)
+                while client.connected and not self._stop_requested:
                     await self._sleep(self.config.tick_s)
                     self._flush_acks()
                     self._claim_resends()
@@ -300,7 +304,7 @@ class Uplink:
                 if self._stop_requested:
                     await self._publish_offline(client)
                 else:
-                    log.warning("uplink to %s:%d lost; %d rows were in flight", self._host, self._port, self._slots)
+                    log.warning("uplink to %s lost; %d rows were in flight", self._address, self._slots)
                 await self._teardown(client)
                 client = None
         finally:
@@ -331,33 +335,7 @@ class Uplink:
             pass
         self._wakeup.clear()
 
-    def _signal(self) -> None:
-        """Wake :meth:`run` from any thread."""
-        loop, wakeup = self._loop, self._wakeup
-        if loop is not None and wakeup is not None:
-            try:
-                loop.call_soon_threadsafe(wakeup.set)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
-
-    def _new_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self._client_id,
-            clean_session=False,  # keep the …/cmd subscription and queued commands across reconnects
-            protocol=mqtt.MQTTv311,
-            reconnect_on_failure=False,  # run() reconnects, with a fresh client, will and birth
-        )
-        client.max_inflight_messages_set(0)  # our window limits what paho holds; never queue in paho
-        if self.config.username is not None:
-            client.username_pw_set(self.config.username, self.config.password)
-        if self._tls:
-            client.tls_set(
-                ca_certs=str(self.config.ca_file) if self.config.ca_file else None,
-                certfile=str(self.config.cert_file) if self.config.cert_file else None,
-                keyfile=str(self.config.key_file) if self.config.key_file else None,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+    def _new_client(self) -> MqttClient:
         will = GatewayState(
             gw=self.gateway_id,
             epoch=self.outbox.epoch,
@@ -366,14 +344,20 @@ class Uplink:
             state="offline",
             reason="connection lost",
         )
-        client.will_set(self._state_topic, encode(will), qos=1, retain=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
+        client = MqttClient(
+            self._settings,
+            reconnect=False,  # run() reconnects, with a fresh client, will and birth
+            max_inflight=0,  # our window limits what paho holds; never queue in paho
+            will=Will(self._state_topic, encode(will), qos=1, retain=True),
+            on_message=self._on_message,
+            on_disconnect=self._on_disconnect,
+        )
+        client.subscribe([self._cmd_topic, self._receipt_topic])
+        if self._on_config is not None:
+            client.subscribe(self._config_topic)
         return client
 
-    async def _connect(self) -> mqtt.Client:
+    async def _connect(self) -> MqttClient:
         client = self._new_client()
         try:
             birth = encode(self._birth())
@@ -383,43 +367,32 @@ class Uplink:
                 GatewayState(gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(),
                              ts=datetime.now(UTC), state="online")
             )
-        assert self._loop is not None
-        result: asyncio.Future[ReasonCode] = self._loop.create_future()
         with self._lock:
             self._client = client
-            self._connected = False
-            self._birth_payload = birth
-            self._connect_result = result
+            self._ready = False
         try:
-            await asyncio.to_thread(client.connect, self._host, self._port, self.config.keepalive_s)
-            client.loop_start()
-            try:
-                code = await asyncio.wait_for(result, self.config.connect_timeout_s)
-            except TimeoutError:
-                raise _ConnectFailed(f"no CONNACK within {self.config.connect_timeout_s} s") from None
-            if code.is_failure:
-                raise _ConnectFailed(f"broker refused the connection: {code}")
-        except (OSError, _ConnectFailed):
+            await client.connect(self.config.connect_timeout_s)
+        except MqttConnectError:
             await self._teardown(client)
             raise
+        with self._lock:
+            self._slots += 1  # the birth, first on the new connection
+        self._publish_tracked(client, self._state_topic, birth, True, None)
+        with self._lock:
+            self._ready = True
+        self._fill(client)
         return client
 
-    async def _teardown(self, client: mqtt.Client) -> None:
+    async def _teardown(self, client: MqttClient) -> None:
         """Stop the client's thread and forget its in-flight rows: they are re-read from the outbox."""
         with self._lock:
             if self._client is client:
                 self._client = None
-            self._connected = False
-        try:
-            client.disconnect()
-        except OSError:
-            pass
-        await asyncio.to_thread(client.loop_stop)
+            self._ready = False
+        await client.close()
         self._flush_acks()
         with self._lock:
             self._cursor.reset()
-            self._inflight.clear()
-            self._early.clear()
             self._slots = 0
             unsent, self._resend_ids = list(self._resend_ids), set()
         if unsent:  # claimed for a re-send but not acknowledged: due again at once after the reconnect
@@ -428,25 +401,43 @@ class Uplink:
             except sqlite3.Error:
                 log.exception("re-scheduling %d claimed re-sends failed; they are due after the hold", len(unsent))
 
-    async def _publish_offline(self, client: mqtt.Client) -> None:
+    async def _publish_offline(self, client: MqttClient) -> None:
         """The clean death: a retained "offline" state, acknowledged before we disconnect."""
         state = GatewayState(
             gw=self.gateway_id, epoch=self.outbox.epoch, seq=self.outbox.next_seq(), ts=datetime.now(UTC),
             state="offline", reason="stopped",
         )
-        info = client.publish(self._state_topic, encode(state), qos=1, retain=True)
         try:
-            await asyncio.to_thread(info.wait_for_publish, self.config.stop_timeout_s)
-        except (RuntimeError, ValueError) as exc:
+            await client.publish(self._state_topic, encode(state), qos=1, retain=True).wait(self.config.stop_timeout_s)
+        except MqttPublishError as exc:
             log.warning("clean offline state not acknowledged: %s", exc)
 
     # -- the drain (runs in the network thread on PUBACK, and in the caller's thread on wake/tick) --
 
-    def _fill(self, client: mqtt.Client) -> None:
+    def _fill(self, client: MqttClient) -> None:
+        with self._lock:
+            if self._filling:
+                self._fill_wanted = client
+                return  # the thread filling now goes round once more
+            self._filling = True
+        target: MqttClient | None = client
+        try:
+            while target is not None:
+                self._fill_slots(target)
+                with self._lock:
+                    target, self._fill_wanted = self._fill_wanted, None
+                    if target is None:
+                        self._filling = False
+        except BaseException:
+            with self._lock:
+                self._filling = False
+            raise
+
+    def _fill_slots(self, client: MqttClient) -> None:
         limit = self.config.max_inflight
         while True:
             with self._lock:
-                if self._client is not client or not self._connected or self._slots >= limit:
+                if self._client is not client or not self._ready or not client.connected or self._slots >= limit:
                     return
                 try:
                     row = self._cursor.pick()
@@ -465,21 +456,21 @@ class Uplink:
             self._publish_tracked(client, target, row.payload, row.kind == TopicKind.STATE.value, row)
 
     def _publish_tracked(
-        self, client: mqtt.Client, target: str, payload: bytes, retain: bool, row: OutboxRow | None
+        self, client: MqttClient, target: str, payload: bytes, retain: bool, row: OutboxRow | None
     ) -> None:
-        """Publish with QoS 1 (a slot is already reserved) and map paho's mid to the row."""
-        info = client.publish(target, payload, qos=1, retain=retain)
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            log.debug("publish of row %s returned %s; it is resent after the next connect", row, info.rc)
-        with self._lock:
-            if info.mid in self._early:  # the PUBACK beat us to the bookkeeping
-                self._early.discard(info.mid)
-                settle = True
-            else:
-                self._inflight[info.mid] = row
-                settle = False
-        if settle:
-            self._settle(row)
+        """Publish with QoS 1 (a slot is already reserved); the PUBACK settles the row."""
+        delivery = client.publish(target, payload, qos=1, retain=retain,
+                                  on_done=functools.partial(self._on_done, client, row))
+        if not delivery.accepted:
+            log.debug("publish of row %s returned %s; it is resent after the next connect", row, delivery.rc_text)
+
+    def _on_done(self, client: MqttClient, row: OutboxRow | None, delivery: Delivery) -> None:
+        """The broker acknowledged a message (network thread; or at once, inside a _fill, when the PUBACK beat
+        publish() returning). Failed: the client was closed, the row is re-read from the outbox."""
+        if not delivery.ok or self._client is not client:
+            return
+        self._settle(row)
+        self._fill(client)
 
     def _settle(self, row: OutboxRow | None) -> None:
         """One slot's message is acknowledged by the broker: queue its row for deletion, or — a kind the
@@ -544,75 +535,32 @@ class Uplink:
         log.info("re-sending %d row(s) without a receipt (%s)", len(rows),
                  ", ".join(sorted({r.lane for r in rows})))
 
-    # -- paho callbacks (network thread) ----------------------------------------------------------
+    # -- from the MQTT client (event loop) -----------------------------------------------------------
 
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: ReasonCode, properties: Any
-    ) -> None:
-        with self._lock:
-            current = client is self._client
-            result = self._connect_result
-            if current and not reason_code.is_failure:
-                self._connected = True
-                self._slots += 1  # the birth
-        if self._loop is not None and result is not None:
-            self._loop.call_soon_threadsafe(_resolve, result, reason_code)
-        if not current or reason_code.is_failure:
-            return
-        client.subscribe([(self._cmd_topic, 1), (self._receipt_topic, 1)])
-        if self._on_config is not None:
-            client.subscribe(self._config_topic, qos=1)
-        self._publish_tracked(client, self._state_topic, self._birth_payload, True, None)
-        self._fill(client)
+    def _on_disconnect(self, reason: str) -> None:
+        log.info("uplink disconnected: %s", reason)
+        if self._wakeup is not None:
+            self._wakeup.set()
 
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: ReasonCode, properties: Any
-    ) -> None:
-        with self._lock:
-            if client is not self._client:
-                return
-            self._connected = False
-            result = self._connect_result
-        log.info("uplink disconnected: %s", reason_code)
-        if self._loop is not None and result is not None:  # closed before any CONNACK: fail the connect now
-            self._loop.call_soon_threadsafe(_fail, result, _ConnectFailed(f"connection closed: {reason_code}"))
-        self._signal()
-
-    def _on_publish(
-        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode, properties: Any
-    ) -> None:
-        with self._lock:
-            if client is not self._client:
-                return
-            if mid not in self._inflight:
-                self._early.add(mid)
-                return
-            row = self._inflight.pop(mid)
-        self._settle(row)
-        self._fill(client)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: Message) -> None:
         if message.topic == self._receipt_topic:
-            self._on_receipt(bytes(message.payload))
+            self._on_receipt(message.payload)
             return
         if message.topic == self._config_topic:
             self._on_config_message(message)
             return
         try:
-            _, decoded = decode(message.topic, bytes(message.payload))
+            _, decoded = decode(message.topic, message.payload)
         except (ContractError, UnicodeDecodeError) as exc:
             log.warning("dropping a bad command on %s: %s", self._cmd_topic, getattr(exc, "reason", exc))
             return
         if not isinstance(decoded, Command):
             log.warning("dropping a %s received on %s", type(decoded).__name__, self._cmd_topic)
             return
-        if self._on_command is None or self._loop is None:
+        if self._on_command is None:
             log.info("command %s for %s ignored: no command handler", decoded.command, decoded.device)
             return
-        try:
-            self._loop.call_soon_threadsafe(self._start_command, decoded)
-        except RuntimeError:
-            log.warning("command %s dropped: the event loop is closed", decoded.id)
+        self._start_command(decoded)
 
     def _on_receipt(self, payload: bytes) -> None:
         """The backend committed (or already had) these messages: their rows leave the outbox."""
@@ -634,7 +582,7 @@ class Uplink:
                 due = self.outbox.make_due(sent_before=time.time() - self.config.receipt_timeout_s)
                 if due:
                     log.info("backend receipts again: %d overdue row(s) re-sent now", due)
-        except sqlite3.Error:  # paho's thread: never raise; the rows are re-sent and receipted again later
+        except sqlite3.Error:  # never raise into the client: the rows are re-sent and receipted again later
             log.exception("applying a receipt of %d id(s) failed", len(decoded.ids))
             return
         with self._lock:
@@ -648,22 +596,19 @@ class Uplink:
         if hook is not None:
             hook(gone)
 
-    def _on_config_message(self, message: mqtt.MQTTMessage) -> None:
-        """The backend's config for this gateway (retained): handed to ``on_config`` in the event loop."""
+    def _on_config_message(self, message: Message) -> None:
+        """The backend's config for this gateway (retained): handed to ``on_config`` (in the event loop)."""
         if not message.payload:
             return  # the retained config was cleared
         try:
-            _, decoded = decode(message.topic, bytes(message.payload))
+            _, decoded = decode(message.topic, message.payload)
         except (ContractError, UnicodeDecodeError) as exc:
             log.warning("dropping a bad config on %s: %s", self._config_topic, getattr(exc, "reason", exc))
             return
-        if not isinstance(decoded, GatewayConfigPush) or self._on_config is None or self._loop is None:
+        if not isinstance(decoded, GatewayConfigPush) or self._on_config is None:
             log.warning("dropping a %s received on %s", type(decoded).__name__, self._config_topic)
             return
-        try:
-            self._loop.call_soon_threadsafe(self._on_config, decoded)
-        except RuntimeError:
-            log.warning("config v%d dropped: the event loop is closed", decoded.version)
+        self._on_config(decoded)
 
     def _start_command(self, command: Command) -> None:
         task = asyncio.get_running_loop().create_task(self._run_command(command))
@@ -679,12 +624,3 @@ class Uplink:
                 "command handler failed for command %s (%s on %s)", command.id, command.command, command.device
             )
 
-
-def _resolve(future: asyncio.Future[ReasonCode], code: ReasonCode) -> None:
-    if not future.done():
-        future.set_result(code)
-
-
-def _fail(future: asyncio.Future[ReasonCode], exc: Exception) -> None:
-    if not future.done():
-        future.set_exception(exc)

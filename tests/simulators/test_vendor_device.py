@@ -22,10 +22,10 @@ from cloud.alarms.engine import DecisionEngine
 from cloud.alarms.rules import load_rules
 from cloud.alarms.testkit import migrate_all
 from cloud.db import DatabaseConfig
-from cloud.dispatch.mqtt import MqttConfig as PublisherConfig
-from cloud.dispatch.mqtt import MqttPublisher
-from cloud.ingest.config import IngestConfig, MqttConfig
+from cloud.dispatch.mqtt import MqttPublisher, PublisherConfig
+from cloud.ingest.config import IngestConfig
 from cloud.ingest.worker import IngestWorker
+from contract.mqtt import MqttSettings
 from device_profiles import load_catalog
 from edge.agent import GatewayAgent
 from edge.config import GatewayConfig
@@ -80,7 +80,7 @@ async def rig(pg_dsn: str, broker: Any, site: str, tmp: Path, *, reply_delay_s: 
     migrate_all(pg_dsn)
     worker = IngestWorker(
         DatabaseConfig(dsn=pg_dsn, flavour="native"),
-        IngestConfig(mqtt=MqttConfig(host=broker.host, port=broker.port), client_id=f"ing-{site}", group=f"g{site}",
+        IngestConfig(mqtt=MqttSettings(host=broker.host, port=broker.port), client_id=f"ing-{site}", group=f"g{site}",
                      site=site, batch_max_wait_ms=30, presence_flush_s=0.3, session_expiry_s=60),
     )
     worker.start()

@@ -19,8 +19,7 @@ from cloud.alarms.engine import DecisionEngine
 from cloud.alarms.rules import load_rules
 from cloud.alarms.testkit import migrate_all
 from cloud.db import DatabaseConfig
-from cloud.dispatch.mqtt import MqttConfig as PublisherConfig
-from cloud.dispatch.mqtt import MqttPublisher
+from cloud.dispatch.mqtt import MqttPublisher, PublisherConfig
 from cloud.ingest.config import IngestConfig
 from cloud.ingest.worker import IngestWorker
 from device_profiles.loader import load_catalog

@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud.alarms.engine import DecisionEngine
 from cloud.alarms.testkit import insert_ack, insert_event, migrate_all, seed
-from cloud.dispatch.mqtt import MqttConfig, MqttPublisher
+from cloud.dispatch.mqtt import MqttPublisher, PublisherConfig
 from contract import Command
 from contract.codec import decode
 
@@ -57,7 +57,7 @@ async def test_fire_drill_links_commands_through_the_real_broker(
     migrate_all(pg_dsn)
     seed(pg_dsn, site=site_id)
     sub, received = subscriber(mqtt_broker.host, mqtt_broker.port, f"xq/v1/{site_id}/+/cmd")
-    publisher = MqttPublisher(MqttConfig(host=mqtt_broker.host, port=mqtt_broker.port, client_id=f"dec-{site_id}"))
+    publisher = MqttPublisher(PublisherConfig(host=mqtt_broker.host, port=mqtt_broker.port, client_id=f"dec-{site_id}"))
     publisher.start()
     pool = await pool_factory(pg_dsn)
     engine = DecisionEngine(pool, rules, clock=clock, publisher=publisher)

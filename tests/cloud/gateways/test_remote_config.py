@@ -121,8 +121,8 @@ async def rig(db: str, tmp_path: Path, mqtt_broker: Any, site_id: str) -> AsyncI
     from cloud.auth.store import add_user
     from cloud.config import BackendConfig, DecisionConfig
     from cloud.db import DatabaseConfig
-    from cloud.ingest.config import MqttConfig
     from cloud.serve import Backend
+    from contract.mqtt import MqttSettings
 
     gw = f"gw-rc-{uuid.uuid4().hex[:6]}"  # its own MQTT session (clean_session=False) per run
     with psycopg.connect(db, autocommit=True) as conn:
@@ -132,7 +132,7 @@ async def rig(db: str, tmp_path: Path, mqtt_broker: Any, site_id: str) -> AsyncI
     config = BackendConfig(
         database=DatabaseConfig(dsn=db, pool_max=4),
         api=ApiConfig(port=port, jwt_secret="remote-config-test-secret-0123456789", evidence_dir=tmp_path / "ev"),
-        mqtt=MqttConfig(host=mqtt_broker.host, port=mqtt_broker.port),
+        mqtt=MqttSettings(host=mqtt_broker.host, port=mqtt_broker.port),
         decision=DecisionConfig(client_id=f"xq-rc-{uuid.uuid4().hex[:8]}"),
     )
     backend = Backend(config, run_timers=False)

@@ -14,9 +14,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from cloud.db import DatabaseConfig
 from cloud.db.migrate import migrate
-from cloud.ingest.config import IngestConfig, MqttConfig
+from cloud.ingest.config import IngestConfig
 from cloud.ingest.worker import IngestWorker
 from contract.messages import DeviceInfo, GatewayState, Location, PointSample, TelemetryBatch
+from contract.mqtt import MqttSettings
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
@@ -45,7 +46,7 @@ def migrated(pg_dsn: str) -> DatabaseConfig:
 
 def ingest_config(broker_host: str, broker_port: int, site_id: str, **kw: object) -> IngestConfig:
     base: dict[str, object] = {
-        "mqtt": MqttConfig(host=broker_host, port=broker_port),
+        "mqtt": MqttSettings(host=broker_host, port=broker_port),
         "client_id": f"ing-{site_id}",
         "group": f"g{site_id}",
         "site": site_id,

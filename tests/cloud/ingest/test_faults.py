@@ -14,9 +14,10 @@ import psycopg
 import pytest
 
 from cloud.db import DatabaseConfig
-from cloud.ingest.config import IngestConfig, MqttConfig
+from cloud.ingest.config import IngestConfig
 from cloud.ingest.worker import IngestWorker
 from contract.codec import encode
+from contract.mqtt import MqttSettings
 from contract.topics import TopicKind, topic
 from simulators.broker import MosquittoProcess
 
@@ -101,7 +102,7 @@ def broker(tmp_path: Path) -> Iterator[MosquittoProcess]:
 def test_broker_restart_loses_nothing_acknowledged(migrated: DatabaseConfig, broker: MosquittoProcess, site_id, h):
     broker.start()
     cfg = IngestConfig(
-        mqtt=MqttConfig(host="127.0.0.1", port=broker.port),
+        mqtt=MqttSettings(host="127.0.0.1", port=broker.port),
         client_id=f"rst-{site_id}",
         group=f"g{site_id}",
         site=site_id,

@@ -185,10 +185,11 @@ def test_mosquitto_keeps_the_share_of_an_offline_worker_session_for_it(
 ) -> None:
     """What the start-order advice in docs/ingest.md rests on: an offline persistent session stays a member of
     its $share group; the broker queues its round-robin share until it returns (it is not given to the others)."""
-    from cloud.ingest.config import IngestConfig, MqttConfig
+    from cloud.ingest.config import IngestConfig
     from cloud.ingest.session import ensure_sessions
+    from contract.mqtt import MqttSettings
 
-    cfg = IngestConfig(mqtt=MqttConfig(host=mqtt_broker.host, port=mqtt_broker.port), client_id=f"share-{site_id}",
+    cfg = IngestConfig(mqtt=MqttSettings(host=mqtt_broker.host, port=mqtt_broker.port), client_id=f"share-{site_id}",
                        group=f"g{site_id}", site=site_id, session_expiry_s=300, batch_max_wait_ms=30)
     assert [s.existed for s in ensure_sessions(cfg, workers=2)] == [False, False]
     gw = "gw1"

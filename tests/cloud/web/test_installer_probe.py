@@ -23,9 +23,10 @@ from cloud.alarms.testkit import migrate_all
 from cloud.api.config import ApiConfig
 from cloud.config import BackendConfig, DecisionConfig
 from cloud.db import DatabaseConfig
-from cloud.ingest.config import IngestConfig, MqttConfig
+from cloud.ingest.config import IngestConfig
 from cloud.ingest.worker import IngestWorker
 from cloud.serve import Backend
+from contract.mqtt import MqttSettings
 from device_profiles import SHIPPED_DIR, CompiledProfile, load_catalog
 from edge.agent import GatewayAgent
 from edge.config import GatewayConfig
@@ -83,7 +84,7 @@ async def stack(tmp_path: Path, pg_dsn: str, mqtt_broker: Any, site_id: str) -> 
     worker.start()
     backend = Backend(BackendConfig(
         database=DatabaseConfig(dsn=pg_dsn, pool_max=6),
-        mqtt=MqttConfig(host=mqtt_broker.host, port=mqtt_broker.port),
+        mqtt=MqttSettings(host=mqtt_broker.host, port=mqtt_broker.port),
         decision=DecisionConfig(client_id=f"dec-{site_id}"),
         api=ApiConfig(port=free_port(), jwt_secret=SECRET, evidence_dir=tmp_path / "evidence"),
     ), run_timers=False)
