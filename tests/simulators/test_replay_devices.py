@@ -154,3 +154,21 @@ async def test_a_modbus_device_holds_its_register_blocks_in_turn(tmp_path: Path)
             assert sim.device("meter").get("temp") in (21.5, 61.2)
         finally:
             client.close()
+
+
+def test_the_modbus_guide_examples_and_layout_load(tmp_path: Path) -> None:
+    """docs/profile-modbus.md §8: its examples block, appended to the guide's profile, validates; its layout loads."""
+    repo = Path(__file__).resolve().parents[2]
+    guide = (repo / "docs" / "profile-modbus.md").read_text(encoding="utf-8")
+    section = guide[guide.index("## 8. Run the demo with your own profile"):]
+    blocks = [b.split("\n", 1)[1] for b in section.split("```yaml")[1:3]]
+    examples, layout_text = (b[: b.index("```")] for b in blocks)
+    profile = (repo / "docs" / "examples" / "profiles" / "acme-hp30.yaml").read_text(encoding="utf-8")
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "acme-hp30.yaml").write_text(profile + examples, encoding="utf-8")
+    catalog = load_catalog([tmp_path / "profiles"])
+    names = [e.name for e in catalog.get("acme-hp30").examples]
+    assert names == ["charged riser", "riser drained, the transmitter's own low-pressure bit set"]
+    (tmp_path / "layout.yaml").write_text(layout_text, encoding="utf-8")
+    (riser,) = load_layout(tmp_path / "layout.yaml", catalog).devices
+    assert riser.replay is not None and [s.hold_s for s in resolve(catalog.get("acme-hp30"), riser.replay)] == [30, 60]
