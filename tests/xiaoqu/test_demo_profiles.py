@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICE = "lpg-1801"
+RISER = "b3-hydrant-riser"
 
 LAYOUT = f"""\
 site: {{id: mine, name: My compound}}
@@ -36,6 +37,9 @@ buildings: [{{id: B3, name: 3号楼, floors: 20, gateway: my-gw}}]
 devices:
   - {{id: {DEVICE}, profile: acme-lpg9, building: B3, floor: 18, unit: "1801", location: kitchen,
      replay: {{period_s: 2}}}}
+  - {{id: {RISER}, profile: acme-hp30, building: B3, floor: -1, location: 水泵房, modbus: {{unit: 7}},
+     replay: {{steps: [{{example: "riser drained, the transmitter's own low-pressure bit set", hold_s: 40}},
+                      {{example: charged riser, hold_s: 20}}]}}}}
 """
 
 
@@ -46,6 +50,12 @@ def _custom_profile(folder: Path) -> None:
             .replace("gas.alarm", "lpg.leak").replace("燃气泄漏报警", "液化气泄漏"))
     folder.mkdir()
     (folder / "acme-lpg9.yaml").write_text(text, encoding="utf-8")
+    # and the Modbus guide's transmitter with the register examples the guide (§8) adds to it
+    guide = (REPO / "docs" / "profile-modbus.md").read_text(encoding="utf-8")
+    section = guide[guide.index("## 8. Run the demo with your own profile"):]
+    examples = section.split("```yaml")[1].split("\n", 1)[1].split("```")[0]
+    hp30 = (REPO / "docs" / "examples" / "profiles" / "acme-hp30.yaml").read_text(encoding="utf-8")
+    (folder / "acme-hp30.yaml").write_text(hp30 + examples, encoding="utf-8")
 
 
 @pytest.fixture
@@ -83,7 +93,7 @@ def test_the_demo_runs_your_own_profile_and_device(tmp_path: Path, work: Path) -
         api, password = up.group(1), up.group(2)
         demo.wait_for(r"gateway\(s\) started; no scenario")
         procs = descendants(demo.proc.pid)
-        assert "replaying their profiles' samples: lpg-1801 (acme-lpg9)" in demo.output
+        assert "replaying their profiles' samples: lpg-1801 (acme-lpg9), b3-hydrant-riser (acme-hp30)" in demo.output
         with httpx.Client(base_url=api, timeout=10) as http:
             token = http.post("/api/auth/token", data={"username": "manager", "password": password}).json()
             http.headers["Authorization"] = f"Bearer {token['access_token']}"
@@ -116,6 +126,21 @@ def test_the_demo_runs_your_own_profile_and_device(tmp_path: Path, work: Path) -
 
             alarm = _poll("the device's leak alarm", leak, demo)
             assert (alarm["severity"], alarm["building"], alarm["floor"]) == ("critical", "B3", 18)
+
+            # the Modbus transmitter: its pymodbus server holds the examples' register blocks, polled via the profile
+            def pressure() -> dict[str, Any] | None:
+                rows = http.get(f"/api/telemetry/{RISER}/latest").json()
+                return next((r for r in rows if r["point"] == "pressure"), None)
+
+            assert _poll("the transmitter's pressure", pressure, demo)["value"] in (0.0625, 0.375)
+
+            def low_pressure() -> dict[str, Any] | None:
+                rows: list[dict[str, Any]] = []
+                for active in ("true", "false"):
+                    rows += http.get("/api/alarms", params={"active": active, "limit": 100}).json()
+                return next((a for a in rows if a["type"] == "hydrant.low_pressure" and a["device_id"] == RISER), None)
+
+            assert _poll("the transmitter's low-pressure alarm", low_pressure, demo)["floor"] == -1
         os.kill(demo.proc.pid, signal.SIGINT)  # Ctrl-C, to the demo alone (its children have their own sessions)
         code = demo.finish()
     finally:
