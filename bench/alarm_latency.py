@@ -37,8 +37,9 @@ from cloud.alarms.testkit import insert_event, migrate_all, seed
 from cloud.api.config import ApiConfig
 from cloud.auth.roles import Role
 from cloud.auth.store import add_user
+from cloud.config import BackendConfig
 from cloud.db import DatabaseConfig
-from cloud.serve import Backend, ServeConfig
+from cloud.serve import Backend
 from xiaoqu import processes
 
 ADMIN_DSN = os.environ.get("XQ_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -118,7 +119,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             c.execute("SELECT xq_ensure_telemetry_partition(current_date)")
             c.execute("SELECT xq_ensure_telemetry_partition(current_date + 1)")
         port = free_port()
-        config = ServeConfig(
+        config = BackendConfig(
             database=DatabaseConfig(dsn=dsn, pool_max=4),
             api=ApiConfig(port=port, jwt_secret="bench-secret-" + "x" * 32, evidence_dir=Path(tempfile.mkdtemp())),
         )

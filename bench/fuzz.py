@@ -48,8 +48,9 @@ from cloud.alarms.testkit import insert_event, migrate_all, seed
 from cloud.api.config import ApiConfig
 from cloud.auth.roles import Role
 from cloud.auth.store import add_user
+from cloud.config import BackendConfig
 from cloud.db import DatabaseConfig
-from cloud.serve import Backend, ServeConfig
+from cloud.serve import Backend
 
 PASSWORD = "fuzz-password-123"
 USERS = {"admin": (Role.ADMIN, None), "pm": (Role.PROPERTY_MANAGER, None), "worker1": (Role.GRID_WORKER, "g1"),
@@ -65,7 +66,7 @@ class NullPublisher:
 def running_backend(dsn: str) -> Iterator[str]:
     """The API and decision engine in a thread of their own (their own event loop); yields the base URL."""
     port = free_port()
-    config = ServeConfig(
+    config = BackendConfig(
         database=DatabaseConfig(dsn=dsn, pool_max=4),
         api=ApiConfig(port=port, jwt_secret="fuzz-secret-" + "x" * 32, evidence_dir=Path(tempfile.mkdtemp()),
                       gateway_upload_token="fuzz-gateway-token-0123"),

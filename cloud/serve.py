@@ -1,4 +1,5 @@
-"""Composition root of ``xiaoqu cloud serve``: loads the config once, starts the API and the decision engine.
+"""Composition root of ``xiaoqu cloud serve``: from the config loaded once (:mod:`cloud.config`), starts the
+API and the decision engine.
 
 The engine is fed by ``LISTEN xq_events`` (ingest notifies in its commit); the API and the engine share
 one change bus, so the WebSocket pushes what the engine decides without touching the database again. The
@@ -11,66 +12,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from pathlib import Path
 from typing import Any
 
 import uvicorn
 from psycopg_pool import AsyncConnectionPool
-from pydantic import Field
-from ruamel.yaml import YAML
 
 from cloud.alarms.bus import ChangeBus, PgChangeRelay
 from cloud.alarms.engine import DecisionEngine
-from cloud.alarms.rules import Rules, load_rules
+from cloud.alarms.rules import Rules
 from cloud.api.app import create_app
-from cloud.api.config import ApiConfig
 from cloud.api.deps import AppState
-from cloud.db import DatabaseConfig
+from cloud.config import BackendConfig, load_decision
 from cloud.dispatch.commands import CommandTimeouts, Publisher
-from cloud.dispatch.mqtt import MqttConfig, MqttPublisher
-from cloud.dispatch.notify import ChannelConfig, LogConfig, Notifier, build_channel
-from contract.base import StrictModel
+from cloud.dispatch.mqtt import MqttPublisher
+from cloud.dispatch.notify import Notifier, build_channel
 from contract.clock import Clock, SystemClock
-from device_profiles import load_catalog
+from device_profiles import Catalog, load_catalog
 
 log = logging.getLogger(__name__)
 
 
-def _default_channels() -> list[ChannelConfig]:
-    return [LogConfig()]
-
-
-class ServeConfig(StrictModel):
-    database: DatabaseConfig = DatabaseConfig()
-    mqtt: MqttConfig = MqttConfig()
-    api: ApiConfig
-    rules: Path | None = Field(default=None, description="rules YAML; the shipped cloud/alarms/rules.yaml if unset")
-    profiles: list[Path] | None = Field(
-        default=None, description="device profile folders (the commands' timeouts); the shipped profiles if unset"
-    )
-    notifications: list[ChannelConfig] = Field(default_factory=lambda: _default_channels())
-    timer_interval_s: float = Field(default=1.0, gt=0)
-
-
-def load_config(path: Path) -> ServeConfig:
-    data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
-    return ServeConfig.model_validate(data)
-
-
 class Backend:
-    """API + decision engine in one process (also used by tests and the latency benchmark)."""
+    """API + decision engine in one process (also used by tests and the latency benchmark).
+
+    ``rules`` and ``catalog`` are the ones the entry point checked (:func:`cloud.config.load_decision`);
+    without them they are loaded here from ``config.decision``."""
 
     def __init__(
         self,
-        config: ServeConfig,
+        config: BackendConfig,
         *,
         rules: Rules | None = None,
+        catalog: Catalog | None = None,
         clock: Clock | None = None,
         publisher: Publisher | None = None,
         run_timers: bool = True,
     ) -> None:
         self.config = config
-        self.rules = rules or load_rules(config.rules)
+        self.api = config.require_api()
+        # One catalog (shipped profiles plus the configured folders) for the rules, command checks and timeouts.
+        self.catalog = catalog if catalog is not None else load_catalog(config.decision.profiles)
+        self.rules = rules if rules is not None else load_decision(config, catalog=self.catalog)[0]
         self.clock = clock or SystemClock()
         self._publisher = publisher
         self._own_mqtt: MqttPublisher | None = None
@@ -95,22 +77,21 @@ class Backend:
         await self.pool.open(wait=True)
         publisher = self._publisher
         if publisher is None:
-            self._own_mqtt = MqttPublisher(self.config.mqtt)
+            self._own_mqtt = MqttPublisher(self.config.publisher_settings())
             await asyncio.to_thread(self._own_mqtt.start)
             publisher = self._own_mqtt
-        notifier = Notifier([build_channel(c) for c in self.config.notifications])
-        # One catalog (shipped profiles plus the configured folders) for command checks and their timeouts.
-        catalog = load_catalog(self.config.profiles)
+        notifier = Notifier([build_channel(c) for c in self.config.decision.notifications])
+        catalog = self.catalog
         self.engine = DecisionEngine(
             self.pool, self.rules, clock=self.clock, publisher=publisher, bus=self.bus, notifier=notifier,
             catalog=catalog, command_timeouts=CommandTimeouts(catalog),
         )
-        app = create_app(AppState(self.config.api, self.pool, self.engine, self.bus, self.clock))
+        app = create_app(AppState(self.api, self.pool, self.engine, self.bus, self.clock))
         self.server = uvicorn.Server(
             uvicorn.Config(
                 app,
-                host=self.config.api.host,
-                port=self.config.api.port,
+                host=self.api.host,
+                port=self.api.port,
                 log_level="warning",
                 lifespan="off",
                 ws="websockets-sansio",
@@ -123,13 +104,14 @@ class Backend:
         self._tasks.append(asyncio.create_task(self.relay.run(self._stop, relaying)))
         self._tasks.append(asyncio.create_task(self.engine.listen(db.dsn, self._stop, ready)))
         if self._run_timers:
-            self._tasks.append(asyncio.create_task(self.engine.run_timers(self._stop, self.config.timer_interval_s)))
+            interval = self.config.decision.timer_interval_s
+            self._tasks.append(asyncio.create_task(self.engine.run_timers(self._stop, interval)))
         self._tasks.append(asyncio.create_task(self.server.serve()))
         await asyncio.wait_for(ready.wait(), 10)
         await asyncio.wait_for(relaying.wait(), 10)
         while not self.server.started:
             await asyncio.sleep(0.02)
-        log.info("API on http://%s:%d/api/docs; engine listening", self.config.api.host, self.config.api.port)
+        log.info("API on http://%s:%d/api/docs; engine listening", self.api.host, self.api.port)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -153,8 +135,8 @@ class Backend:
             await self.stop()
 
 
-def serve(config: ServeConfig) -> None:
-    """Run until interrupted."""
-    backend = Backend(config)
+def serve(config: BackendConfig, rules: Rules, catalog: Catalog) -> None:
+    """Run until interrupted (``rules`` and ``catalog`` as checked by :func:`cloud.config.load_decision`)."""
+    backend = Backend(config, rules=rules, catalog=catalog)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(backend.run_forever())

@@ -1,54 +1,20 @@
-"""``xiaoqu cloud serve`` and ``xiaoqu user add``: load the config once, wire, run.
+"""``xiaoqu cloud serve`` and ``xiaoqu user add``: load the config once (:mod:`cloud.config`), wire, run.
 
-Config file sections used (YAML or JSON): ``database`` (DSN), ``mqtt`` or ``ingest.mqtt`` (broker:
-host, port, username, password — shared with ingest), ``api`` (host, port, jwt_secret, evidence_dir,
-gateway_upload_token) and ``decision`` (rules, notifications, timer_interval_s).
+``serve`` uses the sections ``database``, ``mqtt``, ``api`` (required) and ``decision``; its rules are
+checked against the config and the device profiles before anything starts (``docs/backend-config.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import typer
-from pydantic import ValidationError
-
-from cloud.config_file import load_file
 
 app = typer.Typer(no_args_is_help=True)
 user_app = typer.Typer(no_args_is_help=True, help="Manage backend users.")
 
-CONFIG_OPTION = typer.Option(None, "--config", "-c", help="YAML or JSON config file with sections per part.")
-MQTT_KEYS = ("host", "port", "username", "password")
-
-
-def build_serve_config(
-    data: dict[str, Any],
-    *,
-    dsn: str | None = None,
-    host: str | None = None,
-    port: int | None = None,
-    rules: Path | None = None,
-    path: Path | None = None,
-) -> Any:
-    from cloud.serve import ServeConfig
-
-    database = dict(data.get("database") or {})
-    if dsn:
-        database["dsn"] = dsn
-    broker = data.get("mqtt") or (data.get("ingest") or {}).get("mqtt") or {}
-    mqtt = {k: v for k, v in broker.items() if k in MQTT_KEYS}
-    api = dict(data.get("api") or {})
-    api.update({k: v for k, v in {"host": host, "port": port}.items() if v is not None})
-    decision = dict(data.get("decision") or {})
-    if rules:
-        decision["rules"] = str(rules)
-    try:
-        return ServeConfig.model_validate({"database": database, "mqtt": mqtt, "api": api, **decision})
-    except ValidationError as exc:
-        where = f"{path}: " if path else ""
-        raise typer.BadParameter(f"{where}{exc}") from None
+CONFIG_OPTION = typer.Option(None, "--config", "-c", help="Backend config (YAML or JSON, docs/backend-config.md).")
 
 
 def serve_command(
@@ -56,19 +22,22 @@ def serve_command(
     dsn: str | None = typer.Option(None, help="PostgreSQL DSN (overrides database.dsn)."),
     host: str | None = typer.Option(None, help="API listen address (overrides api.host)."),
     port: int | None = typer.Option(None, help="API port (overrides api.port)."),
-    rules: Path | None = typer.Option(None, help="Rules YAML (default: the shipped cloud/alarms/rules.yaml)."),
+    rules: Path | None = typer.Option(None, help="Rules YAML (overrides decision.rules; default: the shipped one)."),
 ) -> None:
     """Run the API (REST + WebSocket) and the decision engine."""
-    from cloud.alarms.rules import RulesError, load_rules
+    from cloud.cli import backend_config, decision
+    from cloud.config import ConfigError
     from cloud.serve import serve
 
-    cfg = build_serve_config(load_file(config), dsn=dsn, host=host, port=port, rules=rules, path=config)
+    cfg = backend_config(config, dsn=dsn, host=host, port=port, rules=rules)
     try:
-        load_rules(cfg.rules)
-    except RulesError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    typer.echo(f"xiaoqu backend: http://{cfg.api.host}:{cfg.api.port}/api/docs")
-    serve(cfg)
+        api = cfg.require_api(str(config or "no --config"))
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    checked_rules, catalog = decision(cfg, config)
+    typer.echo(f"xiaoqu backend: http://{api.host}:{api.port}/api/docs")
+    serve(cfg, checked_rules, catalog)
 
 
 app.command("serve")(serve_command)
@@ -89,13 +58,9 @@ def user_add(
 
     from cloud.auth.roles import Role
     from cloud.auth.store import UserExists, add_user, audit
-    from cloud.db import DatabaseConfig
+    from cloud.cli import backend_config
 
-    data = load_file(config)
-    database = dict(data.get("database") or {})
-    if dsn:
-        database["dsn"] = dsn
-    db = DatabaseConfig.model_validate(database)
+    db = backend_config(config, dsn=dsn).database
     try:
         role_value = Role(role)
     except ValueError:

@@ -125,7 +125,7 @@ def _message(err: ErrorDetails) -> str:
         expected = str(ctx.get("expected", "")).replace("'", "")
         return f"{err['input']!r} is not one of {expected}"
     if kind == "extra_forbidden":
-        return "unknown key (not part of the profile schema)"
+        return "unknown key (not part of the schema)"
     if kind == "missing":
         return "required field is missing"
     msg = str(err["msg"])

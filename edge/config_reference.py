@@ -125,9 +125,12 @@ def _default(info: FieldInfo) -> str:
     return f"`{info.default}`"
 
 
-def render() -> str:
-    out = [HEADER]
-    queue: list[type[BaseModel]] = [GatewayConfig]
+def render(
+    root: type[BaseModel] = GatewayConfig, header: str = HEADER, notes: dict[tuple[str, str], str] = NOTES
+) -> str:
+    """The reference of ``root`` and every model below it (also used for the backend's, cloud.config_reference)."""
+    out = [header]
+    queue: list[type[BaseModel]] = [root]
     seen: set[type[BaseModel]] = set()
     while queue:
         model = queue.pop(0)
@@ -136,12 +139,12 @@ def render() -> str:
         seen.add(model)
         doc = " ".join((model.__doc__ or "").strip().split("\n\n")[0].split())
         out.append(f"## {model.__name__}\n")
-        if doc and not doc.startswith("!!!") and model is not GatewayConfig:
+        if doc and not doc.startswith("!!!") and model is not root:
             out.append(f"{doc}\n")
         out.append("| key | type | default | meaning |\n|---|---|---|---|")
         for name, info in model.model_fields.items():
             key = info.alias or name
-            text = info.description or NOTES.get((model.__name__, name), "")
+            text = info.description or notes.get((model.__name__, name), "")
             meaning = text.replace("|", "\\|").replace("\n", " ")
             out.append(f"| `{key}` | {_type(info.annotation)} | {_default(info)} | {meaning} |")
             queue.extend(m for m in _models(info.annotation) if m not in seen)

@@ -16,13 +16,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
 from cloud.auth.roles import Role
 from contract.base import StrictModel
 from contract.messages import AlarmSeverity
-from device_profiles import Catalog, load_catalog
+from device_profiles import Catalog, Issue, ProfileError, load_catalog
 from device_profiles.linkage import command_problem, event_types, profile_problem
+from device_profiles.loader import format_path, line_of, read_yaml, validation_issues
 
 DEFAULT_RULES = Path(__file__).with_name("rules.yaml")
 
@@ -47,8 +49,8 @@ def parse_duration(value: Any) -> Any:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
-class RulesError(ValueError):
-    """A rules file that cannot be used; the message names file, line and field."""
+class RulesError(ProfileError):
+    """A rules file that cannot be used; ``str()`` lists the problems one per line (``file:line: field: …``)."""
 
 
 ENGINE_ALARMS = ("gateway.offline", "device.silent")
@@ -166,31 +168,13 @@ class Rules(StrictModel):
         return self.escalation.get(severity, [])  # type: ignore[call-overload,no-any-return]
 
 
-def _line_of(doc: Any, loc: tuple[int | str, ...]) -> int | None:
-    """1-based line of the deepest node of ``loc`` that the YAML document knows about."""
-    node, line = doc, None
-    for key in loc:
-        lc = getattr(node, "lc", None)
-        try:
-            if lc is not None:
-                pos = lc.item(key) if isinstance(key, int) else lc.key(key)
-                line = pos[0] + 1
-            node = node[key]
-        except (KeyError, IndexError, TypeError, AttributeError):
-            break
-    return line
+def _issue(doc: Any, source: str, loc: tuple[int | str, ...], message: str) -> Issue:
+    return Issue(source, line_of(doc, *loc), format_path(loc), message)
 
 
-def _issue(doc: Any, source: str, loc: tuple[int | str, ...], message: str) -> str:
-    field = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
-    line = _line_of(doc, loc)
-    where = f"{source}:{line}" if line else source
-    return f"{where}: {field or '<root>'}: {message}"
-
-
-def vocabulary_issues(rules: Rules, catalog: Catalog, doc: Any = None, source: str = "<rules>") -> list[str]:
+def vocabulary_issues(rules: Rules, catalog: Catalog, doc: Any = None, source: str = "<rules>") -> list[Issue]:
     """Profiles, commands (and their arguments) and event types the rules name that the profiles don't know."""
-    out: list[str] = []
+    out: list[Issue] = []
     for name, plan in rules.linkage.items():
         for i, step in enumerate(plan.steps):
             for k, profile_id in enumerate(step.profiles):
@@ -226,36 +210,47 @@ def vocabulary_issues(rules: Rules, catalog: Catalog, doc: Any = None, source: s
     return out
 
 
+def parse_rules(doc: Any, source: str = "<rules>", catalog: Catalog | None = None) -> Rules:
+    """Validate a parsed (round-trip) rules document and check it against the device profiles (default: the
+    shipped ones); every problem in one :class:`RulesError`."""
+    if doc is None:
+        doc = CommentedMap()
+    if not isinstance(doc, dict):
+        raise RulesError([Issue(source, 1, "", "a rules file must be a YAML mapping")])
+    try:
+        rules = Rules.model_validate(doc)
+    except ValidationError as exc:
+        raise RulesError(validation_issues(exc, doc, source)) from None
+    issues = vocabulary_issues(rules, catalog if catalog is not None else load_catalog(), doc, source)
+    if issues:
+        raise RulesError(issues)
+    return rules
+
+
 def load_rules_text(text: str, source: str = "<rules>", catalog: Catalog | None = None) -> Rules:
     """Parse and validate rules, and check them against the device profiles (default: the shipped ones)."""
     try:
         doc = YAML(typ="rt").load(text)
     except YAMLError as exc:
-        raise RulesError(f"{source}: not valid YAML: {exc}") from None
-    if doc is None:
-        doc = {}
+        raise RulesError([Issue(source, None, "", f"not valid YAML: {exc}")]) from None
+    return parse_rules(doc, source, catalog)
+
+
+def rules_path(path: Path | str | None) -> Path:
+    """The rules file to load: ``path``, or the shipped default."""
+    return Path(path) if path else DEFAULT_RULES
+
+
+def read_rules(path: Path | str | None = None) -> tuple[Any, str]:
+    """The round-trip YAML document of a rules file (kept for line numbers) and its display name."""
+    p = rules_path(path)
     try:
-        rules = Rules.model_validate(doc)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors()[:5]:
-            loc = tuple(err["loc"])
-            field = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
-            line = _line_of(doc, loc)
-            where = f"{source}:{line}" if line else source
-            lines.append(f"{where}: {field or '<root>'}: {err['msg']}")
-        raise RulesError("\n".join(lines)) from None
-    issues = vocabulary_issues(rules, catalog if catalog is not None else load_catalog(), doc, source)
-    if issues:
-        raise RulesError("\n".join(issues))
-    return rules
+        return read_yaml(p, str(p)), str(p)
+    except ProfileError as exc:
+        raise RulesError(exc.issues) from None
 
 
 def load_rules(path: Path | str | None = None, catalog: Catalog | None = None) -> Rules:
     """Load and validate a rules file (the shipped default when ``path`` is None) against the profiles."""
-    p = Path(path) if path else DEFAULT_RULES
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RulesError(f"{p}: cannot read rules: {exc}") from None
-    return load_rules_text(text, str(p), catalog)
+    doc, source = read_rules(path)
+    return parse_rules(doc, source, catalog)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from pydantic import JsonValue
 
 from cloud.alarms.schema import all_migrations
 from cloud.db import DatabaseConfig
@@ -65,10 +66,10 @@ def insert_event(
     active: bool = True,
     ts: datetime | None = None,
     gw: str = GW,
-    detail: dict[str, Any] | None = None,
+    detail: dict[str, JsonValue] | None = None,
     notify: bool = True,
     key: str | None = None,
-    location: dict[str, Any] | None = None,
+    location: dict[str, JsonValue] | None = None,
 ) -> str:
     """What ingest does: insert the event and ``pg_notify('xq_events', …)`` in the same transaction.
     ``key`` defaults to the type (a device with one row per type); ``location`` as ``Event.location``."""

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 from cloud.api.deps import AppState
 from cloud.api.hardening import EVIDENCE_PREFIX, HardeningMiddleware
-from cloud.api.routers import alarms, audit, auth, commands, console, evidence, orders, sites, ws
+from cloud.api.routers import alarms, audit, auth, commands, console, evidence, installer, orders, sites, ws
 from cloud.gateways import router as gateways
 from cloud.gateways.store import MAX_DOCUMENT_BYTES
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -43,13 +49,13 @@ def create_app(state: AppState) -> FastAPI:
         reason = exc.diag.message_primary if exc.diag and exc.diag.message_primary else str(exc)
         return JSONResponse({"detail": f"invalid value: {reason}"}, status_code=422)
 
-    for module in (auth, sites, alarms, commands, orders, audit, evidence, ws, console, gateways):
+    for module in (auth, sites, alarms, commands, orders, audit, evidence, ws, console, installer, gateways):
         app.include_router(module.router)
     app.include_router(console.pages)  # /install, /sound/alarm.wav (the console's own, not API)
 
-    @app.get("/api/health", tags=["health"], summary="Liveness")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/api/health", response_model=Health, tags=["health"], summary="Liveness")
+    async def health() -> Health:
+        return Health()
 
     # The web UI (cloud/web, no build step): the dashboard at /, the grid worker's phone view at /worker.
     # Mounted last so every /api route above matches first.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
@@ -18,6 +19,7 @@ from cloud.auth.roles import allowed, is_grid_scoped
 from cloud.auth.security import Principal, TokenError, decode_token
 from cloud.auth.throttle import LoginThrottle
 from contract.clock import Clock
+from device_profiles import SHIPPED_DIR, Catalog, load_catalog
 
 
 @dataclass
@@ -136,6 +138,16 @@ async def grid_scope(conn: Conn, user: CurrentUser) -> Scope:
 
 GridScope = Annotated[Scope, Depends(grid_scope)]
 """The caller's :class:`Scope` as a dependency: ``scope: GridScope`` in any route (shares the request's connection)."""
+
+
+@cache
+def shipped_catalog() -> Catalog:
+    """The shipped device profiles, read once per process (they are package data, not configuration)."""
+    return load_catalog([SHIPPED_DIR])
+
+
+ShippedProfiles = Annotated[Catalog, Depends(shipped_catalog)]
+"""The shipped device profiles as a dependency (labels, the points a device should report)."""
 
 
 def not_found(what: str) -> HTTPException:

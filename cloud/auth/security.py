@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import jwt
 from pwdlib import PasswordHash
@@ -38,7 +37,7 @@ class Principal:
 
 def create_token(principal: Principal, secret: str, ttl: timedelta, now: datetime | None = None) -> str:
     issued = now or datetime.now(UTC)
-    claims: dict[str, Any] = {
+    claims: dict[str, str | int | None] = {
         "sub": principal.username,
         "role": principal.role.value,
         "grid": principal.grid_id,

@@ -1,4 +1,5 @@
-"""Devices and gateways: registration from birth messages, a cache of known ids, presence tracking.
+"""Devices and gateways, the policy: registration from birth messages, a cache of known ids, presence tracking.
+The SQL is in :mod:`cloud.devices.repository`, the rows in :mod:`cloud.devices.models`.
 
 Presence (``last_seen``, ``state``) is kept in memory from traffic and written periodically in one
 statement (:meth:`PresenceTracker.flush`), never with a database write per message. Only what the device
@@ -19,7 +20,9 @@ from datetime import datetime
 import psycopg
 from psycopg.rows import TupleRow
 
-from contract.messages import GatewayState
+from cloud.devices import repository
+from cloud.devices.models import AnnouncedDevice, GatewayStateRow, OfflineStatement
+from contract.messages import DeviceInfo, GatewayState
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ class DeviceDirectory:
         self._lock = threading.Lock()
 
     def load_all(self, conn: Conn) -> int:
-        ids = {str(r[0]) for r in conn.execute("SELECT id FROM devices").fetchall()}
+        ids = repository.all_device_ids(conn)
         with self._lock:
             self._known |= ids
             self._missing.clear()
@@ -62,8 +65,7 @@ class DeviceDirectory:
         found = wanted & self._known
         ask = [i for i in wanted - found if self._missing.get(i, 0.0) <= now]
         if ask:
-            rows = conn.execute("SELECT id FROM devices WHERE id = ANY(%s)", (ask,)).fetchall()
-            exist = {str(r[0]) for r in rows}
+            exist = repository.existing_device_ids(conn, ask)
             with self._lock:
                 self._known |= exist
                 for i in ask:
@@ -81,83 +83,42 @@ def register_birth(cur: Cursor, site: str, state: GatewayState, received_at: dat
     epoch (the gateway's outbox was created anew: re-imaged box, new SD card, seq from 1 again) supersedes
     whatever the old one said. Devices announced in a birth are upserted.
     """
-    sites = {site} | {d.location.site for d in state.devices}
-    cur.execute(
-        "INSERT INTO sites (id, name) SELECT s, s FROM unnest(%s::text[]) AS s ON CONFLICT (id) DO NOTHING",
-        (sorted(sites),),
+    repository.ensure_sites(cur, {site} | {d.location.site for d in state.devices})
+    changed = repository.apply_gateway_state(
+        cur,
+        GatewayStateRow(
+            gateway_id=state.gw,
+            site_id=site,
+            state=state.state,
+            reason=state.reason,
+            epoch=state.epoch,
+            seq=state.seq,
+            received_at=received_at,
+            software=state.software,
+            config_version=state.config_version,
+            config_error=state.config_error,
+        ),
     )
-    cur.execute(
-        """
-        INSERT INTO gateways AS g (id, site_id, state, state_reason, state_epoch, state_seq, last_seen, software,
-                                   updated_at, config_version, config_error)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now(), %s, %s)
-        ON CONFLICT (id) DO UPDATE SET
-            site_id = EXCLUDED.site_id, state = EXCLUDED.state, state_reason = EXCLUDED.state_reason,
-            state_epoch = EXCLUDED.state_epoch, state_seq = EXCLUDED.state_seq,
-            software = COALESCE(EXCLUDED.software, g.software),
-            last_seen = GREATEST(g.last_seen, EXCLUDED.last_seen), updated_at = now(),
-            -- a birth says which pushed config is in force (or why the last was refused); a death says nothing
-            config_version = CASE WHEN EXCLUDED.state = 'online' THEN EXCLUDED.config_version ELSE g.config_version END,
-            config_error = CASE WHEN EXCLUDED.state = 'online' THEN EXCLUDED.config_error ELSE g.config_error END
-        WHERE g.state_seq IS NULL
-           OR (EXCLUDED.state_epoch, EXCLUDED.state_seq) > (g.state_epoch, g.state_seq)
-           OR (EXCLUDED.state_epoch = g.state_epoch AND EXCLUDED.state_seq = g.state_seq
-               AND EXCLUDED.state IS DISTINCT FROM g.state)
-        RETURNING id
-        """,
-        (state.gw, site, state.state, state.reason, state.epoch, state.seq, received_at, state.software,
-         state.config_version, state.config_error),
-    )
-    changed = cur.fetchone() is not None
     if changed and state.devices:
-        d = state.devices
-        cur.execute(
-            """
-            INSERT INTO devices AS d (id, gateway_id, profile_id, site_id, building, floor, unit, area, name)
-            SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::int[],
-                                 %s::text[], %s::text[], %s::text[])
-            ON CONFLICT (id) DO UPDATE SET
-                gateway_id = EXCLUDED.gateway_id, profile_id = EXCLUDED.profile_id, site_id = EXCLUDED.site_id,
-                building = EXCLUDED.building, floor = EXCLUDED.floor, unit = EXCLUDED.unit, area = EXCLUDED.area,
-                name = COALESCE(EXCLUDED.name, d.name), updated_at = now()
-            """,
-            (
-                [x.device for x in d],
-                [state.gw] * len(d),
-                [x.profile for x in d],
-                [x.location.site for x in d],
-                [x.location.building for x in d],
-                [x.location.floor for x in d],
-                [x.location.unit for x in d],
-                [x.location.area for x in d],
-                [x.name for x in d],
-            ),
-        )
+        repository.upsert_announced_devices(cur, state.gw, [announced(d) for d in state.devices])
     return changed
 
 
-def apply_offline_events(cur: Cursor, events: Iterable[tuple[str, bool, datetime]]) -> int:
+def announced(d: DeviceInfo) -> AnnouncedDevice:
+    """A device of a birth message as the row it registers."""
+    loc = d.location
+    return AnnouncedDevice(d.device, d.profile, loc.site, loc.building, loc.floor, loc.unit, loc.area, d.name)
+
+
+def apply_offline_events(cur: Cursor, events: Iterable[OfflineStatement | tuple[str, bool, datetime]]) -> int:
     """Apply the gateways' ``device.offline`` events (device, active, observed at) to the device list, so
     the list and the offline alarm never disagree: raised → ``offline`` from that time (``offline_since``);
-    cleared → ``online`` again. An event older than what the row already reflects changes nothing."""
-    rows = sorted(events, key=lambda e: e[2])
+    cleared → ``online`` again. Applied oldest first; an event older than what the row already reflects
+    changes nothing."""
+    rows = sorted((OfflineStatement(*e) for e in events), key=lambda e: e.ts)
     changed = 0
-    for device, active, ts in rows:
-        if active:
-            cur.execute(
-                "UPDATE devices SET state = 'offline', offline_since = %s, updated_at = now() "
-                "WHERE id = %s AND (offline_since IS NULL OR offline_since < %s) "
-                "AND (last_seen IS NULL OR last_seen <= %s)",
-                (ts, device, ts, ts),
-            )
-        else:
-            cur.execute(
-                "UPDATE devices SET state = 'online', offline_since = NULL, "
-                "last_seen = GREATEST(last_seen, %s), updated_at = now() "
-                "WHERE id = %s AND (offline_since IS NULL OR offline_since <= %s)",
-                (ts, device, ts),
-            )
-        changed += cur.rowcount
+    for s in rows:
+        changed += repository.set_offline(cur, s) if s.active else repository.set_back_online(cur, s)
     return changed
 
 
@@ -192,29 +153,7 @@ class PresenceTracker:
         if not devices and not gateways:
             return 0
         try:
-            with conn.transaction():
-                conn.execute(
-                    """
-                    WITH dev AS (
-                        UPDATE devices AS d SET
-                            last_seen = GREATEST(d.last_seen, u.ts),
-                            state = CASE WHEN GREATEST(d.last_seen, u.ts) > now() - make_interval(secs => %s)
-                                          AND (d.offline_since IS NULL OR u.ts > d.offline_since)
-                                         THEN 'online' ELSE d.state END,
-                            offline_since = CASE WHEN u.ts > d.offline_since THEN NULL ELSE d.offline_since END
-                        FROM unnest(%s::text[], %s::timestamptz[]) AS u(id, ts)
-                        WHERE d.id = u.id
-                        RETURNING 1
-                    ), gw AS (
-                        UPDATE gateways AS g SET last_seen = GREATEST(g.last_seen, u.ts)
-                        FROM unnest(%s::text[], %s::timestamptz[]) AS u(id, ts)
-                        WHERE g.id = u.id
-                        RETURNING 1
-                    )
-                    SELECT (SELECT count(*) FROM dev), (SELECT count(*) FROM gw)
-                    """,
-                    (online_window_s, list(devices), list(devices.values()), list(gateways), list(gateways.values())),
-                )
+            repository.write_presence(conn, online_window_s, devices, gateways)
         except psycopg.Error:
             self.note(devices, gateways)  # keep them for the next flush
             raise
@@ -223,10 +162,4 @@ class PresenceTracker:
 
 def mark_offline(conn: Conn, offline_after_s: float) -> int:
     """Devices not heard from within ``offline_after_s`` become 'offline'; returns how many changed."""
-    with conn.transaction():
-        cur = conn.execute(
-            "UPDATE devices SET state = 'offline', updated_at = now() "
-            "WHERE state = 'online' AND last_seen < now() - make_interval(secs => %s)",
-            (offline_after_s,),
-        )
-        return cur.rowcount
+    return repository.mark_silent_offline(conn, offline_after_s)

@@ -15,28 +15,39 @@ arrives after the backend marked the command ``timed_out`` is recorded as ``<out
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+from pydantic import JsonValue
 
 from cloud.auth.store import audit
 from cloud.changes import Change
-from contract import Command
+from cloud.dispatch import repository as repo
+from cloud.dispatch.models import (
+    FINAL_STATES,
+    OUTCOMES,
+    Command,
+    CommandAnswer,
+    CommandState,
+    NewCommand,
+)
+from contract import Command as CommandMessage
 from contract.codec import encode
 from contract.ids import new_id
 from contract.topics import TopicKind, topic
 from device_profiles import Catalog, load_catalog
 
+__all__ = [
+    "DEFAULT_TIMEOUT", "FINAL_STATES", "OUTCOMES", "TRANSIT_MARGIN", "CommandTimeouts", "PublishError", "Publisher",
+    "answer_state", "apply_acks", "queue_command", "send_commands", "sweep", "sweep_decision",
+]
+
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("succeeded", "failed", "timed_out", "rejected", "expired", "refused")
-FINAL_STATES = frozenset({*OUTCOMES, *(f"{s}_late" for s in OUTCOMES if s != "timed_out")})
 TRANSIT_MARGIN = timedelta(seconds=15)
 """Added to the profile's command timeout: backend → broker → gateway, the gateway's outbox, and back."""
 DEFAULT_TIMEOUT = timedelta(seconds=5)
@@ -69,6 +80,42 @@ class PublishError(RuntimeError):
     pass
 
 
+# ---------------------------------------------------------------------------------------------------- policy
+
+
+def answer_state(current: CommandState, answer: CommandAnswer) -> CommandState | None:
+    """The state a gateway's answer puts a command in; None when the command no longer takes it.
+
+    An open command takes any outcome. One the backend already marked ``timed_out`` takes a real outcome as
+    ``<outcome>_late`` (the gateway's own ``timed_out`` adds nothing). A final command takes nothing more.
+    """
+    if current.is_open:
+        return CommandState.outcome(answer.status)
+    if current is CommandState.TIMED_OUT and answer.status != "timed_out":
+        return CommandState.late(answer.status)
+    return None
+
+
+def sweep_decision(command: Command, now: datetime) -> CommandState | None:
+    """What the timer does with an open command at ``now``: ``expired`` past its expiry, ``sent`` (re-send,
+    same id) when a retry-safe one has attempts left after its timeout, ``timed_out`` otherwise after it;
+    None while it may still be answered."""
+    if command.expires_at is not None and command.expires_at <= now:
+        return CommandState.EXPIRED
+    if (
+        command.state is CommandState.SENT
+        and command.sent_at is not None
+        and command.sent_at + timedelta(seconds=command.ack_timeout_s) <= now
+    ):
+        if command.retry_safe and command.attempts < command.max_attempts:
+            return CommandState.SENT
+        return CommandState.TIMED_OUT
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- steps
+
+
 async def queue_command(
     conn: AsyncConnection[Any],
     *,
@@ -76,7 +123,7 @@ async def queue_command(
     gateway_id: str,
     device_id: str,
     command: str,
-    args: dict[str, Any],
+    args: Mapping[str, JsonValue],
     origin: str,
     now: datetime,
     ack_timeout: timedelta | None = None,
@@ -92,86 +139,63 @@ async def queue_command(
     timeout plus the transit margin); ``ack_timeout`` can only lengthen it.
     """
     if timeouts is not None:
-        cur = await conn.execute("SELECT profile_id FROM devices WHERE id = %s", (device_id,))
-        row = await cur.fetchone()
-        needed = timeouts.ack_timeout(row[0] if row else None, command)
+        needed = timeouts.ack_timeout(await repo.device_profile(conn, device_id), command)
         ack_timeout = max(ack_timeout or needed, needed)
     ack_timeout = ack_timeout or DEFAULT_TIMEOUT + TRANSIT_MARGIN
-    cid = new_id()
-    await conn.execute(
-        """
-        INSERT INTO commands (id, site_id, gateway_id, device_id, command, args, state, max_attempts, retry_safe,
-                              ack_timeout_s, created_at, expires_at, origin, incident_id)
-        VALUES (%s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s)
-        """,
-        (
-            cid,
-            site_id,
-            gateway_id,
-            device_id,
-            command,
-            json.dumps(args),
-            max_attempts,
-            retry_safe,
-            ack_timeout.total_seconds(),
-            now,
-            now + expires_after if expires_after else None,
-            origin,
-            incident_id,
-        ),
+    new = NewCommand(
+        id=new_id(),
+        site_id=site_id,
+        gateway_id=gateway_id,
+        device_id=device_id,
+        command=command,
+        args=dict(args),
+        max_attempts=max_attempts,
+        retry_safe=retry_safe,
+        ack_timeout_s=ack_timeout.total_seconds(),
+        created_at=now,
+        expires_at=now + expires_after if expires_after else None,
+        origin=origin,
+        incident_id=incident_id,
     )
+    row = await repo.insert_command(conn, new)
     await audit(
-        conn,
-        origin,
-        "command.issue",
-        "command",
-        str(cid),
-        {"device": device_id, "command": command, "args": args},
-        ts=now,
+        conn, origin, "command.issue", "command", str(row.id),
+        {"device": device_id, "command": command, "args": dict(args)}, ts=now,
     )
-    return cid
+    return row.id
 
 
 async def send_commands(
     conn: AsyncConnection[Any], publisher: Publisher, ids: Sequence[UUID], now: datetime
 ) -> list[Change]:
-    """Publish queued (or re-sent) commands and mark them ``sent``; returns the changed rows.
+    """Publish queued (or re-sent) commands and mark them ``sent``; returns their changes.
 
     ``conn`` must be in autocommit mode or the caller commits; each command is updated after its publish.
     """
     changed: list[Change] = []
     for cid in ids:
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute("SELECT * FROM commands WHERE id = %s", (cid,))
-            row = await cur.fetchone()
-        if row is None or row["state"] in FINAL_STATES:
+        row = await repo.get_command(conn, cid)
+        if row is None or row.state in FINAL_STATES:
             continue
-        seq = (await (await conn.execute("SELECT nextval('command_seq')")).fetchone() or [0])[0]
-        msg = Command(
-            id=row["id"],
-            gw=row["gateway_id"],
-            seq=int(seq),
+        msg = CommandMessage(
+            id=row.id,
+            gw=row.gateway_id,
+            seq=await repo.next_command_seq(conn),
             ts=now,
-            device=row["device_id"],
-            command=row["command"],
-            args=row["args"],
-            expires_at=row["expires_at"],
-            origin=row["origin"],
+            device=row.device_id,
+            command=row.command,
+            args=row.args,
+            expires_at=row.expires_at,
+            origin=row.origin,
         )
         try:
-            await publisher.publish(topic(row["site_id"], row["gateway_id"], TopicKind.CMD), encode(msg), 1)
+            await publisher.publish(topic(row.site_id, row.gateway_id, TopicKind.CMD), encode(msg), 1)
         except PublishError as exc:
-            log.warning("command %s to %s/%s not published: %s", cid, row["gateway_id"], row["device_id"], exc)
+            log.warning("command %s to %s/%s not published: %s", cid, row.gateway_id, row.device_id, exc)
             continue
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                "UPDATE commands SET state = 'sent', attempts = attempts + 1, sent_at = %s "
-                "WHERE id = %s AND state IN ('queued', 'sent') RETURNING *",
-                (now, cid),
-            )
-            new = await cur.fetchone()
-        if new is not None:
-            changed.append(Change.command(new, "sent"))
+        sent = await repo.mark_sent(conn, cid, now)
+        if sent is not None:
+            changed.append(Change.command(sent, CommandState.SENT.value))
     return changed
 
 
@@ -179,76 +203,44 @@ async def apply_acks(conn: AsyncConnection[Any], ack_ids: Sequence[UUID | str], 
     """Record the outcome of each acknowledged command; one that comes after we marked the command
     ``timed_out`` is kept as ``<outcome>_late`` with both times (never thrown away)."""
     changed: list[Change] = []
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("SELECT * FROM command_acks WHERE id = ANY(%s::uuid[])", ([str(i) for i in ack_ids],))
-        acks = await cur.fetchall()
-    for ack in acks:
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                """
-                UPDATE commands SET
-                    state = CASE WHEN state = 'timed_out' THEN %(status)s::text || '_late' ELSE %(status)s::text END,
-                    reason = %(reason)s, finished_at = %(now)s, ack_id = %(ack)s, answered_at = %(answered)s,
-                    timed_out_at = CASE WHEN %(status)s::text = 'timed_out' THEN %(answered)s ELSE timed_out_at END
-                WHERE id = %(cid)s
-                  AND (state IN ('queued', 'sent') OR (state = 'timed_out' AND %(status)s::text <> 'timed_out'))
-                RETURNING *
-                """,
-                {"status": ack["status"], "reason": ack["reason"], "now": now, "ack": ack["id"],
-                 "answered": ack["ts"], "cid": ack["command_id"]},
-            )
-            row = await cur.fetchone()
-        if row is None:
-            log.info("ack %s for command %s: no open command (unknown or already final)", ack["id"], ack["command_id"])
+    for answer in await repo.answers(conn, ack_ids):
+        current = await repo.get_command(conn, answer.command_id, lock=True)
+        state = answer_state(current.state, answer) if current is not None else None
+        if current is None or state is None:
+            log.info("ack %s for command %s: no open command (unknown or already final)", answer.id, answer.command_id)
             continue
-        actor = f"gateway:{ack['gateway_id']}"
+        # The gateway's own timeout is when the command stopped being waited for.
+        timed_out_at = answer.ts if answer.status == "timed_out" else current.timed_out_at
+        row = await repo.record_answer(conn, current.id, state, answer, now, timed_out_at)
         await audit(
-            conn, actor, "command.ack", "command", row["id"], {"status": row["state"], "reason": ack["reason"]}, ts=now
+            conn, f"gateway:{answer.gateway_id}", "command.ack", "command", str(row.id),
+            {"status": row.state.value, "reason": answer.reason}, ts=now,
         )
-        if row["state"].endswith("_late"):
+        if row.state.is_late:
             log.warning("command %s on %s: answer %s arrived after the backend's timeout (timed out at %s)",
-                        row["id"], row["device_id"], ack["status"], row["timed_out_at"])
-        changed.append(Change.command(row, row["state"]))
+                        row.id, row.device_id, answer.status, row.timed_out_at)
+        changed.append(Change.command(row, row.state.value))
     return changed
 
 
 async def sweep(conn: AsyncConnection[Any], now: datetime) -> tuple[list[UUID], list[Change]]:
-    """Expire and time out open commands; returns (ids to re-send, changed rows)."""
+    """Expire and time out open commands; returns (ids to re-send, changes)."""
     resend: list[UUID] = []
     changed: list[Change] = []
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT * FROM commands WHERE state IN ('queued', 'sent') FOR UPDATE SKIP LOCKED",
-        )
-        rows = await cur.fetchall()
-    for row in rows:
-        new_state: str | None = None
-        if row["expires_at"] is not None and row["expires_at"] <= now:
-            new_state = "expired"
-        elif row["state"] == "sent" and row["sent_at"] + timedelta(seconds=row["ack_timeout_s"]) <= now:
-            if row["retry_safe"] and row["attempts"] < row["max_attempts"]:
-                resend.append(row["id"])
-                continue
-            new_state = "timed_out"
-        if new_state is None:
+    for row in await repo.open_commands(conn):
+        state = sweep_decision(row, now)
+        if state is None:
             continue
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                "UPDATE commands SET state = %s, finished_at = %s, reason = %s, "
-                "timed_out_at = CASE WHEN %s = 'timed_out' THEN %s ELSE timed_out_at END WHERE id = %s RETURNING *",
-                (
-                    new_state,
-                    now,
-                    f"no acknowledgement after {row['attempts']} attempt(s)"
-                    if new_state == "timed_out"
-                    else "expired before it was acknowledged",
-                    new_state,
-                    now,
-                    row["id"],
-                ),
-            )
-            new = await cur.fetchone()
-        assert new is not None
-        await audit(conn, "engine", f"command.{new_state}", "command", row["id"], {"attempts": row["attempts"]}, ts=now)
-        changed.append(Change.command(new, new_state))
+        if state is CommandState.SENT:
+            resend.append(row.id)
+            continue
+        timed_out_at: datetime | None
+        if state is CommandState.TIMED_OUT:
+            reason, timed_out_at = f"no acknowledgement after {row.attempts} attempt(s)", now
+        else:
+            reason, timed_out_at = "expired before it was acknowledged", row.timed_out_at
+        new = await repo.finish_command(conn, row.id, state, now, reason, timed_out_at)
+        await audit(conn, "engine", f"command.{state.value}", "command", str(row.id), {"attempts": row.attempts},
+                    ts=now)
+        changed.append(Change.command(new, state.value))
     return resend, changed

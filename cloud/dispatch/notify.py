@@ -12,23 +12,17 @@ import hmac
 import json
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from collections.abc import Callable
+from typing import Annotated, Literal, Protocol
 
 import httpx
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
+from cloud.auth.roles import Role
+from cloud.dispatch.models import Notification as Notification
 from contract.base import StrictModel
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Notification:
-    subject: str
-    body: dict[str, Any]
-    role: str | None = None  # the role addressed (escalations), if any
-    recipients: list[str] = field(default_factory=list)
 
 
 class ChannelError(RuntimeError):
@@ -46,15 +40,23 @@ class WebhookConfig(StrictModel):
     url: str
     secret: str = Field(min_length=8)
     timeout_s: float = 5.0
-    roles: list[str] = Field(default_factory=list, description="only these roles' notifications; empty = all")
+    roles: list[Role] = Field(default_factory=list, description="only these roles' notifications; empty = all")
 
 
 class LogConfig(StrictModel):
     type: Literal["log"] = "log"
-    roles: list[str] = Field(default_factory=list)
+    roles: list[Role] = Field(default_factory=list, description="only these roles' notifications; empty = all")
 
 
-ChannelConfig = WebhookConfig | LogConfig
+def _channel_type(value: object) -> str:
+    """A channel entry's ``type`` (``webhook`` when left out), so a bad field is reported on its own line."""
+    kind = value.get("type", "webhook") if isinstance(value, dict) else getattr(value, "type", "webhook")
+    return str(kind)
+
+
+ChannelConfig = Annotated[
+    Annotated[WebhookConfig, Tag("webhook")] | Annotated[LogConfig, Tag("log")], Discriminator(_channel_type)
+]
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -104,13 +106,23 @@ class LogChannel:
         log.info("notify %s: %s %s", notification.role or "-", notification.subject, notification.body)
 
 
-CHANNELS: dict[str, Any] = {"webhook": WebhookChannel, "log": LogChannel}
+def _webhook(config: ChannelConfig) -> Channel:
+    if not isinstance(config, WebhookConfig):
+        raise TypeError(f"webhook channel given a {config.type} config")
+    return WebhookChannel(config)
+
+
+def _log(config: ChannelConfig) -> Channel:
+    if not isinstance(config, LogConfig):
+        raise TypeError(f"log channel given a {config.type} config")
+    return LogChannel(config)
+
+
+CHANNELS: dict[str, Callable[[ChannelConfig], Channel]] = {"webhook": _webhook, "log": _log}
 
 
 def build_channel(config: ChannelConfig) -> Channel:
-    cls = CHANNELS[config.type]
-    channel: Channel = cls(config)
-    return channel
+    return CHANNELS[config.type](config)
 
 
 class Notifier:

@@ -8,8 +8,10 @@ gateway. A device whose profile the backend does not know is let through: its ga
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
+from pydantic import JsonValue
+
+from cloud.changes import as_json
 from contract.messages import Scalar
 from device_profiles import Catalog
 from device_profiles.commands import CommandError, validate_args
@@ -20,10 +22,10 @@ class CommandRefused(ValueError):
     """The profile does not accept this command: ``field`` is where (``("args", "duration_s")``), ``ctx`` what
     is allowed (``{"min": 1, "max": 600, "type": "int"}``)."""
 
-    def __init__(self, field: tuple[str, ...], message: str, ctx: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, field: tuple[str, ...], message: str, ctx: Mapping[str, JsonValue] | None = None) -> None:
         super().__init__(message)
         self.field = field
-        self.ctx = dict(ctx or {})
+        self.ctx: dict[str, JsonValue] = dict(ctx or {})
 
 
 def check_command(catalog: Catalog, profile_id: str | None, command: str,
@@ -42,9 +44,10 @@ def check_command(catalog: Catalog, profile_id: str | None, command: str,
         validate_args(spec, args)
     except CommandError as exc:
         arg = spec.args.get(exc.arg) if exc.arg else None
-        ctx: dict[str, Any] = {"profile": profile_id, "command": command}
+        ctx: dict[str, JsonValue] = {"profile": profile_id, "command": command}
         if arg is not None:
-            allowed = {"type": arg.type, "min": arg.min, "max": arg.max, "choices": arg.choices, "unit": arg.unit}
+            allowed: dict[str, JsonValue] = {"type": arg.type, "min": arg.min, "max": arg.max,
+                                             "choices": as_json(arg.choices), "unit": arg.unit}
             ctx |= {k: v for k, v in allowed.items() if v is not None}
         raise CommandRefused(("args", exc.arg) if exc.arg else ("args",), str(exc), ctx) from None
     return spec

@@ -10,9 +10,14 @@ import asyncio
 import getpass
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from cloud.db import DatabaseConfig
+    from cloud.dispatch.mqtt import MqttConfig
+    from cloud.gateways.store import Applied
 
 app = typer.Typer(no_args_is_help=True, help="Gateways: their configuration kept by the backend.")
 config_app = typer.Typer(no_args_is_help=True, help="A gateway's config document: push a version, show, history.")
@@ -21,25 +26,13 @@ app.add_typer(config_app, name="config")
 CONFIG_OPTION = typer.Option(None, "--config", "-c", help="Backend config file (YAML/JSON: database, mqtt).")
 DSN_OPTION = typer.Option(None, "--dsn", help="PostgreSQL DSN (overrides database.dsn).")
 GATEWAY_OPTION = typer.Option(..., "--gateway", "-g", help="Gateway id.")
-MQTT_KEYS = ("host", "port", "username", "password")
 
 
-def _settings(config: Path | None, dsn: str | None, mqtt: str | None) -> tuple[Any, Any]:
-    from cloud.config_file import load_file
-    from cloud.db import DatabaseConfig
-    from cloud.dispatch.mqtt import MqttConfig
+def _settings(config: Path | None, dsn: str | None, mqtt: str | None) -> tuple[DatabaseConfig, MqttConfig]:
+    from cloud.cli import backend_config
 
-    data = load_file(config)
-    database = dict(data.get("database") or {})
-    if dsn:
-        database["dsn"] = dsn
-    broker = data.get("mqtt") or (data.get("ingest") or {}).get("mqtt") or {}
-    m: dict[str, Any] = {k: v for k, v in broker.items() if k in MQTT_KEYS}
-    if mqtt:
-        host, _, port = mqtt.rpartition(":")
-        m.update(host=host or "127.0.0.1", port=int(port))
-    m["client_id"] = f"xiaoqu-cli-{uuid.uuid4().hex[:8]}"
-    return DatabaseConfig.model_validate(database), MqttConfig.model_validate(m)
+    cfg = backend_config(config, dsn=dsn, mqtt=mqtt)
+    return cfg.database, cfg.publisher_settings(client_id=f"xiaoqu-cli-{uuid.uuid4().hex[:8]}")
 
 
 @config_app.command("push")
@@ -145,7 +138,7 @@ def history(
                    f"{c.comment or ''}".rstrip())
 
 
-def _applied_text(a: Any) -> str:
+def _applied_text(a: Applied) -> str:
     version = "its local file" if a.config_version is None else f"config v{a.config_version}"
     refused = f"; last push refused: {a.config_error.splitlines()[0]}" if a.config_error else ""
     return f"{a.state}, running {version}{refused}"

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+from psycopg.rows import class_row
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
@@ -62,10 +62,6 @@ def check_document(document: str) -> None:
         raise DocumentError("a gateway config document must be a YAML mapping (devices:, linkage:, …)")
 
 
-def _version(row: dict[str, Any]) -> ConfigVersion:
-    return ConfigVersion(**row)
-
-
 _COLUMNS = "c.gateway_id, g.site_id, c.version, c.document, c.sha256, c.created_at, c.created_by, c.comment"
 
 
@@ -77,7 +73,7 @@ async def put_config(
     cur = await conn.execute("SELECT site_id FROM gateways WHERE id = %s FOR UPDATE", (gateway_id,))
     if await cur.fetchone() is None:
         raise UnknownGateway(f"gateway {gateway_id!r} is unknown (it registers with its first birth message)")
-    async with conn.cursor(row_factory=dict_row) as dc:
+    async with conn.cursor(row_factory=class_row(ConfigVersion)) as dc:
         await dc.execute(
             f"""
             WITH ins AS (
@@ -89,9 +85,8 @@ async def put_config(
             """,
             (gateway_id, document, sha256_text(document), actor, comment, gateway_id),
         )
-        row = await dc.fetchone()
-    assert row is not None
-    stored = _version(row)
+        stored = await dc.fetchone()
+    assert stored is not None
     await audit(conn, actor, "gateway.config.push", "gateway", gateway_id,
                 {"version": stored.version, "sha256": stored.sha256, "comment": comment})
     return stored
@@ -99,25 +94,24 @@ async def put_config(
 
 async def get_config(conn: AsyncConnection[Any], gateway_id: str, version: int | None = None) -> ConfigVersion | None:
     """One version (default: the latest)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.cursor(row_factory=class_row(ConfigVersion)) as cur:
         await cur.execute(
             f"SELECT {_COLUMNS} FROM gateway_configs AS c JOIN gateways AS g ON g.id = c.gateway_id "
             "WHERE c.gateway_id = %s AND (%s::int IS NULL OR c.version = %s) ORDER BY c.version DESC LIMIT 1",
             (gateway_id, version, version),
         )
-        row = await cur.fetchone()
-    return None if row is None else _version(row)
+        return await cur.fetchone()
 
 
 async def history(conn: AsyncConnection[Any], gateway_id: str, limit: int = 100) -> list[ConfigVersion]:
     """Newest first."""
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.cursor(row_factory=class_row(ConfigVersion)) as cur:
         await cur.execute(
             f"SELECT {_COLUMNS} FROM gateway_configs AS c JOIN gateways AS g ON g.id = c.gateway_id "
             "WHERE c.gateway_id = %s ORDER BY c.version DESC LIMIT %s",
             (gateway_id, min(max(limit, 1), 1000)),
         )
-        return [_version(r) for r in await cur.fetchall()]
+        return await cur.fetchall()
 
 
 async def applied(conn: AsyncConnection[Any], gateway_id: str) -> Applied | None:

@@ -6,7 +6,7 @@ the backend (native flavour) or continuous aggregates (TimescaleDB); both have t
 2000-01-01 UTC and TimescaleDB's ``time_bucket`` give the same boundaries for these widths.
 
 Queries use psycopg's named placeholders; :func:`numbered` turns them into ``$1, $2, …`` for drivers
-that need that (the TimescaleDB test harness).
+that need that (the TimescaleDB test harness). The API's telemetry routes read with the queries at the end.
 """
 
 from __future__ import annotations
@@ -63,3 +63,31 @@ def numbered(sql: str) -> tuple[str, list[str]]:
         return f"${names.index(name) + 1}"
 
     return _NAMED.sub(repl, sql), names
+
+
+# -- the API's telemetry routes ---------------------------------------------------------------------
+
+QUALITY_NAME = "CASE quality WHEN 0 THEN 'good' WHEN 1 THEN 'uncertain' ELSE 'bad' END"
+"""The stored ``quality`` code as its contract name."""
+
+
+def recent_buckets_sql(resolution: Resolution) -> str:
+    """One device's rolled-up buckets (optionally of one ``point``), newest first, at most ``limit``."""
+    return (
+        f"SELECT bucket, point, avg, min, max, count, last FROM {ROLLUP_RELATIONS[resolution]} "
+        "WHERE device_id = %(device)s AND (%(point)s::text IS NULL OR point = %(point)s) "
+        "ORDER BY bucket DESC LIMIT %(limit)s"
+    )
+
+
+SAMPLES_SQL = (
+    f"SELECT ts, point, value, value_text, {QUALITY_NAME} AS quality FROM telemetry WHERE device_id = %(device)s "
+    "AND (%(point)s::text IS NULL OR point = %(point)s) ORDER BY ts DESC LIMIT %(limit)s"
+)
+"""One device's raw samples (optionally of one ``point``), newest first, at most ``limit``."""
+
+LATEST_SAMPLES_SQL = (
+    f"SELECT DISTINCT ON (point) point, ts, value, value_text, {QUALITY_NAME} AS quality FROM telemetry "
+    "WHERE device_id = %(device)s ORDER BY point, ts DESC"
+)
+"""The newest sample of every point of one device, with its quality name."""

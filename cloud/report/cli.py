@@ -10,8 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
-from cloud.cli import CONFIG_OPTION, section
-from cloud.config_file import load_file
+from cloud.cli import CONFIG_OPTION, backend_config
 
 app = typer.Typer(no_args_is_help=True, help="Reports from the backend's records.")
 
@@ -48,7 +47,6 @@ def drill(
     linkage commands and their outcomes; each signal against the GB/T 26875.1 10 s limit. Exit 1 if any fails."""
     import psycopg
 
-    from cloud.db import DatabaseConfig
     from cloud.report.drill import DrillQuery, build_drill_report, load_sim_report
     from cloud.report.html import render_html
 
@@ -67,7 +65,7 @@ def drill(
         except ValueError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
-    db = section(load_file(config), "database", DatabaseConfig, {"dsn": dsn}, config)
+    db = backend_config(config, dsn=dsn).database
     try:
         with psycopg.connect(db.dsn) as conn:
             report = build_drill_report(conn, query, sim)

@@ -22,15 +22,18 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
+from uuid import UUID
 
 import psycopg
-from psycopg.rows import dict_row
+from pydantic import JsonValue
 
-from cloud.alarms.store import SHOWN
+from cloud.alarms.models import Incident, Record, columns, row_factory
+from cloud.alarms.repository import SHOWN
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ class Injection:
     at: datetime
     device: str
     action: str
-    params: dict[str, Any]
+    params: dict[str, JsonValue]
 
 
 @dataclass
@@ -77,7 +80,7 @@ class Signal:
     acked_by: str | None
     cleared_at: datetime | None
     incident_id: int | None
-    readings: dict[str, Any] = field(default_factory=dict)
+    readings: dict[str, JsonValue] = field(default_factory=dict)
     injected_at: datetime | None = None
 
     @property
@@ -127,14 +130,19 @@ class LinkageCommand:
     sent_at: datetime | None = None
 
 
-@dataclass
-class Incident:
-    id: int
-    kind: str
-    building: str
-    opened_at: datetime
-    closed_at: datetime | None
-    alarm_ids: list[int]
+class DrillFigures(TypedDict):
+    """The headline numbers of a drill report."""
+
+    signals: int
+    signals_within_limit: int
+    transmission_median_s: float | None
+    transmission_max_s: float | None
+    display_median_s: float | None
+    display_max_s: float | None
+    shown_signals: int
+    acknowledged_signals: int
+    linkage_commands: int
+    linkage_succeeded: int
 
 
 @dataclass
@@ -152,12 +160,12 @@ class DrillReport:
     def passed(self) -> bool:
         return bool(self.signals) and all(s.passed for s in self.signals)
 
-    def figures(self) -> dict[str, Any]:
+    def figures(self) -> DrillFigures:
         """The headline numbers (also printed by the command)."""
         trans = [s.transmission_s for s in self.signals]
         disp = [d for s in self.signals if (d := s.display_s) is not None]
         acks = [(s.acked_at - s.seen_at).total_seconds() for s in self.signals if s.acked_at is not None]
-        return {
+        return DrillFigures({
             "signals": len(self.signals),
             "signals_within_limit": sum(1 for s in self.signals if s.passed),
             "transmission_median_s": statistics.median(trans) if trans else None,
@@ -168,7 +176,54 @@ class DrillReport:
             "acknowledged_signals": len(acks),
             "linkage_commands": len(self.linkage),
             "linkage_succeeded": sum(1 for c in self.linkage if c.outcome == "succeeded"),
-        }
+        })
+
+
+class SignalRow(Record):
+    """A life-safety event with the alarm it raised (or was counted in) and its first "shown" entry."""
+
+    id: UUID
+    device_id: str
+    key: str
+    type: str
+    gateway_id: str
+    ts: datetime
+    received_at: datetime
+    detail: dict[str, JsonValue]
+    building: str | None
+    floor: int | None
+    area: str | None
+    alarm_id: int | None
+    alarm_outcome: str | None
+    alarm_at: datetime | None
+    acked_at: datetime | None
+    acked_by: str | None
+    cleared_at: datetime | None
+    incident_id: int | None
+    shown_at: datetime | None
+    shown_to: str | None
+
+
+class CommandRow(Record):
+    """A backend linkage command (of an incident's plan)."""
+
+    device_id: str
+    command: str
+    origin: str
+    created_at: datetime
+    sent_at: datetime | None
+    finished_at: datetime | None
+    state: str
+    reason: str | None
+
+
+class GatewayLinkageRow(Record):
+    """A gateway's own ``linkage.action`` event."""
+
+    device_id: str
+    ts: datetime
+    received_at: datetime
+    detail: dict[str, JsonValue]
 
 
 SIGNALS_SQL = """
@@ -214,8 +269,8 @@ WHERE e.type = 'linkage.action' AND e.ts >= %(since)s AND e.ts < %(until)s
 ORDER BY e.ts, e.id
 """
 
-INCIDENTS_SQL = """
-SELECT id, kind, building, opened_at, closed_at, alarm_ids FROM incidents
+INCIDENTS_SQL = f"""
+SELECT {columns(Incident)} FROM incidents
 WHERE opened_at >= %(since)s AND opened_at < %(until)s
   AND (%(building)s::text IS NULL OR building = %(building)s)
   AND (%(site)s::text IS NULL OR site_id = %(site)s)
@@ -224,50 +279,48 @@ ORDER BY opened_at, id
 
 
 def build_drill_report(conn: psycopg.Connection[Any], query: DrillQuery,
-                       sim_report: dict[str, Any] | None = None) -> DrillReport:
+                       sim_report: Mapping[str, JsonValue] | None = None) -> DrillReport:
     """Read the drill's records from the backend's database (and match the simulator's injections)."""
     params = {"since": query.since, "until": query.until, "building": query.building, "site": query.site,
               "shown": SHOWN}
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(SIGNALS_SQL, params)
-        signal_rows = cur.fetchall()
-        cur.execute(COMMANDS_SQL, params)
-        command_rows = cur.fetchall()
-        cur.execute(GATEWAY_LINKAGE_SQL, params)
-        gateway_rows = cur.fetchall()
-        cur.execute(INCIDENTS_SQL, params)
-        incident_rows = cur.fetchall()
+    with conn.cursor(row_factory=row_factory(SignalRow)) as scur:
+        signal_rows = scur.execute(SIGNALS_SQL, params).fetchall()
+    with conn.cursor(row_factory=row_factory(CommandRow)) as ccur:
+        command_rows = ccur.execute(COMMANDS_SQL, params).fetchall()
+    with conn.cursor(row_factory=row_factory(GatewayLinkageRow)) as gcur:
+        gateway_rows = gcur.execute(GATEWAY_LINKAGE_SQL, params).fetchall()
+    with conn.cursor(row_factory=row_factory(Incident)) as icur:
+        incidents = icur.execute(INCIDENTS_SQL, params).fetchall()
     signals = [
         Signal(
-            event_id=str(r["id"]), device_id=r["device_id"], key=r["key"], type=r["type"], gateway_id=r["gateway_id"],
-            building=r["building"], floor=r["floor"], area=r["area"], seen_at=r["ts"], stored_at=r["received_at"],
-            alarm_id=r["alarm_id"], alarm_outcome=r["alarm_outcome"], alarm_at=r["alarm_at"],
-            shown_at=r["shown_at"], shown_to=r["shown_to"], acked_at=r["acked_at"], acked_by=r["acked_by"],
-            cleared_at=r["cleared_at"], incident_id=r["incident_id"],
-            readings={k: v for k, v in (r["detail"] or {}).items() if k != "zone"},
+            event_id=str(r.id), device_id=r.device_id, key=r.key, type=r.type, gateway_id=r.gateway_id,
+            building=r.building, floor=r.floor, area=r.area, seen_at=r.ts, stored_at=r.received_at,
+            alarm_id=r.alarm_id, alarm_outcome=r.alarm_outcome, alarm_at=r.alarm_at,
+            shown_at=r.shown_at, shown_to=r.shown_to, acked_at=r.acked_at, acked_by=r.acked_by,
+            cleared_at=r.cleared_at, incident_id=r.incident_id,
+            readings={k: v for k, v in r.detail.items() if k != "zone"},
         )
         for r in signal_rows
     ]
     linkage = [
-        LinkageCommand("backend", r["device_id"], r["command"], r["origin"], r["created_at"], r["finished_at"],
-                       r["state"], r["reason"], r["sent_at"])
-        for r in command_rows
+        LinkageCommand("backend", c.device_id, c.command, c.origin, c.created_at, c.finished_at,
+                       c.state, c.reason, c.sent_at)
+        for c in command_rows
     ]
-    for r in gateway_rows:
-        d = r["detail"] or {}
+    for g in gateway_rows:
+        d = g.detail
+        reason = d.get("reason")
         linkage.append(LinkageCommand(
-            "gateway", r["device_id"], str(d.get("command", "?")), f"gateway rule {d.get('rule', '?')}", r["ts"],
-            r["ts"], str(d.get("outcome", "?")), d.get("reason")))
+            "gateway", g.device_id, str(d.get("command", "?")), f"gateway rule {d.get('rule', '?')}", g.ts,
+            g.ts, str(d.get("outcome", "?")), None if reason is None else str(reason)))
     linkage.sort(key=lambda c: c.issued_at)
-    incidents = [Incident(r["id"], r["kind"], r["building"], r["opened_at"], r["closed_at"], list(r["alarm_ids"]))
-                 for r in incident_rows]
     report = DrillReport(query, signals, linkage, incidents)
     if sim_report is not None:
         _apply_sim_report(report, sim_report)
     return report
 
 
-def load_sim_report(path: Path) -> dict[str, Any]:
+def load_sim_report(path: Path) -> dict[str, JsonValue]:
     """The simulator's report JSON (``xiaoqu sim run --report F``); a clear error when it is not one."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -278,18 +331,20 @@ def load_sim_report(path: Path) -> dict[str, Any]:
     return data
 
 
-def _apply_sim_report(report: DrillReport, sim: dict[str, Any]) -> None:
-    report.scenario = sim.get("scenario")
-    if isinstance(sim.get("started_at"), str):
-        report.sim_started_at = _parse_time(sim["started_at"])
-    for item in sim["injected"]:
+def _apply_sim_report(report: DrillReport, sim: Mapping[str, JsonValue]) -> None:
+    scenario = sim.get("scenario")
+    report.scenario = None if scenario is None else str(scenario)
+    report.sim_started_at = _parse_time(sim.get("started_at"))
+    injected = sim.get("injected")
+    for item in injected if isinstance(injected, list) else []:
         if not isinstance(item, dict) or item.get("outcome", "ok") != "ok" or not item.get("device"):
             continue
         at = _parse_time(item.get("wall_time"))
         if at is None:
             continue
+        params = item.get("params")
         report.injections.append(Injection(at, str(item["device"]), str(item.get("action")),
-                                           dict(item.get("params") or {})))
+                                           dict(params) if isinstance(params, dict) else {}))
     for s in report.signals:
         s.injected_at = _matching_injection(s, report.injections)
 
@@ -309,7 +364,7 @@ def _matching_injection(signal: Signal, injections: list[Injection]) -> datetime
     return best
 
 
-def _parse_time(text: Any) -> datetime | None:
+def _parse_time(text: JsonValue | None) -> datetime | None:
     if not isinstance(text, str):
         return None
     try:

@@ -8,9 +8,13 @@ Served by ``GET /api/labels``; the browser never shows a type id when a label ex
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from contract.messages import Scalar, Severity
 from device_profiles import Profile
+from device_profiles.schema import ArgSpec
 
 # Alarm types that come from the backend or the gateway's video analytics, not from a device profile:
 # type → (zh-CN, en).
@@ -33,52 +37,103 @@ BUILTIN_EVENT_TYPES: dict[str, tuple[str, str]] = {
 }
 
 
-def _profile_labels(p: Profile) -> dict[str, Any]:
-    return {
-        "vendor": p.vendor,
-        "model": p.model,
-        "device_type": p.device_type,
-        "protocol": p.protocol,
-        "events": [
-            {
-                "type": e.type,
-                # The alarm identity of the row: its ``key:`` or type / type#{n} (the template for repeated rows).
-                "key": e.key_for(None) if e.repeat is None else (e.key or f"{e.type}#{{n}}"),
-                "label": e.label,
-                "severity": e.severity,
-                "life_safety": e.life_safety,
-                "detail": {k: v for k, v in e.detail.items() if "{" not in str(v)},
-                "repeated": e.repeat is not None,
-            }
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class EventLabel(_Out):
+    """One event row of a profile."""
+
+    type: str
+    key: str = Field(description="the alarm identity of the row: its key, or type / type#{n} for repeated rows")
+    label: str | None
+    severity: Severity
+    life_safety: bool
+    detail: dict[str, Scalar] = Field(description="the row's fixed detail (templated values left out)")
+    repeated: bool
+
+
+class PointLabel(_Out):
+    name: str = Field(description="repeated points keep their template name (zone{n}.fire); {n} matches digits")
+    label: str | None
+    unit: str | None
+    enum: dict[int | str, str] | None
+
+
+class CommandLabel(_Out):
+    name: str
+    label: str | None
+    args: dict[str, ArgSpec]
+
+
+class ProfileLabels(_Out):
+    vendor: str
+    model: str
+    device_type: str
+    protocol: str
+    events: list[EventLabel]
+    points: list[PointLabel]
+    commands: list[CommandLabel]
+
+
+class EventTypeLabel(_Out):
+    """One label per event type: the profiles' label (joined when their rows differ) or a built-in one."""
+
+    label: str | None
+    en: str | None
+    severity: Severity | None
+    life_safety: bool
+    source: Literal["profile", "builtin"]
+
+
+class Labels(_Out):
+    """``GET /api/labels``."""
+
+    profiles: dict[str, ProfileLabels]
+    event_types: dict[str, EventTypeLabel]
+
+
+def _profile_labels(p: Profile) -> ProfileLabels:
+    return ProfileLabels(
+        vendor=p.vendor,
+        model=p.model,
+        device_type=p.device_type,
+        protocol=p.protocol,
+        events=[
+            EventLabel(
+                type=e.type,
+                key=e.key_for(None) if e.repeat is None else (e.key or f"{e.type}#{{n}}"),
+                label=e.label,
+                severity=e.severity,
+                life_safety=e.life_safety,
+                detail={k: v for k, v in e.detail.items() if "{" not in str(v)},
+                repeated=e.repeat is not None,
+            )
             for e in p.events
         ],
-        # Repeated points keep their template name (``zone{n}.fire``); the browser matches ``{n}`` to digits.
-        "points": [{"name": pt.name, "label": pt.label, "unit": pt.unit, "enum": pt.enum} for pt in p.points],
-        "commands": [
-            {"name": c.name, "label": c.label, "args": {k: a.model_dump(exclude_none=True) for k, a in c.args.items()}}
-            for c in p.commands
-        ],
-    }
+        points=[PointLabel(name=pt.name, label=pt.label, unit=pt.unit, enum=pt.enum) for pt in p.points],
+        commands=[CommandLabel(name=c.name, label=c.label, args=dict(c.args)) for c in p.commands],
+    )
 
 
-def labels(profiles: Iterable[Profile]) -> dict[str, Any]:
+def labels(profiles: Iterable[Profile]) -> Labels:
     """Per profile: events, points and commands with their labels; per event type: one label."""
-    by_profile: dict[str, Any] = {}
-    types: dict[str, dict[str, Any]] = {}
+    by_profile: dict[str, ProfileLabels] = {}
+    first: dict[str, tuple[Severity, bool]] = {}
+    texts: dict[str, list[str]] = {}
     for p in sorted(profiles, key=lambda p: p.id):
         by_profile[p.id] = _profile_labels(p)
         for e in p.events:
-            entry = types.setdefault(
-                e.type, {"labels": [], "severity": e.severity, "life_safety": e.life_safety, "source": "profile"}
-            )
-            if e.label and e.label not in entry["labels"]:
-                entry["labels"].append(e.label)
-    for t, entry in types.items():
-        # One label per type: the profiles' label, or theirs joined (平层关人 / 非平层关人) when rows differ.
-        entry["label"] = " / ".join(entry["labels"]) if entry["labels"] else None
-        entry["en"] = None
-        del entry["labels"]
-        types[t] = entry
+            first.setdefault(e.type, (e.severity, e.life_safety))
+            seen = texts.setdefault(e.type, [])
+            if e.label and e.label not in seen:
+                seen.append(e.label)
+    # One label per type: the profiles' label, or theirs joined (平层关人 / 非平层关人) when rows differ.
+    types = {
+        t: EventTypeLabel(label=" / ".join(texts[t]) or None, en=None, severity=severity, life_safety=life_safety,
+                          source="profile")
+        for t, (severity, life_safety) in first.items()
+    }
     for t, (zh, en) in BUILTIN_EVENT_TYPES.items():
-        types.setdefault(t, {"label": zh, "en": en, "severity": None, "life_safety": False, "source": "builtin"})
-    return {"profiles": by_profile, "event_types": types}
+        types.setdefault(t, EventTypeLabel(label=zh, en=en, severity=None, life_safety=False, source="builtin"))
+    return Labels(profiles=by_profile, event_types=types)

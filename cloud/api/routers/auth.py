@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
@@ -12,10 +12,12 @@ from pydantic import Field
 from cloud.api.deps import Conn, CurrentUser, State, require
 from cloud.auth.roles import Role
 from cloud.auth.security import Principal, create_token
-from cloud.auth.store import UserExists, add_user, audit, authenticate, list_users
+from cloud.auth.store import User, UserExists, add_user, audit, authenticate, list_users
 from contract.base import StrictModel
 
 router = APIRouter(prefix="/api", tags=["auth"])
+
+UsersManage = Annotated[Principal, Depends(require("users.manage"))]
 
 
 class Token(StrictModel):
@@ -30,6 +32,14 @@ class UserIn(StrictModel):
     role: Role
     grid_id: str | None = None
     full_name: str | None = None
+
+
+class Me(StrictModel):
+    """The caller, from their token."""
+
+    username: str
+    role: Role
+    grid_id: str | None
 
 
 @router.post(
@@ -63,27 +73,22 @@ async def login(
     return Token(access_token=token, role=user.role)
 
 
-@router.get("/auth/me", summary="Who am I")
-async def me(user: CurrentUser) -> dict[str, Any]:
-    return {"username": user.username, "role": user.role.value, "grid_id": user.grid_id}
+@router.get("/auth/me", response_model=Me, summary="Who am I")
+async def me(user: CurrentUser) -> Me:
+    return Me(username=user.username, role=user.role, grid_id=user.grid_id)
 
 
-@router.get("/users", summary="List users (admin)")
-async def users(conn: Conn, _: Annotated[Principal, Depends(require("users.manage"))]) -> list[dict[str, Any]]:
-    return [
-        {"id": u.id, "username": u.username, "role": u.role.value, "grid_id": u.grid_id, "active": u.active}
-        for u in await list_users(conn)
-    ]
+@router.get("/users", response_model=list[User], summary="List users (admin)")
+async def users(conn: Conn, _: UsersManage) -> list[User]:
+    return await list_users(conn)
 
 
-@router.post("/users", status_code=201, summary="Create a user (admin)")
-async def create_user(
-    body: UserIn, conn: Conn, admin: Annotated[Principal, Depends(require("users.manage"))]
-) -> dict[str, Any]:
+@router.post("/users", response_model=User, status_code=201, summary="Create a user (admin)")
+async def create_user(body: UserIn, conn: Conn, admin: UsersManage) -> User:
     async with conn.transaction():
         try:
             u = await add_user(conn, body.username, body.password, body.role, body.grid_id, body.full_name)
         except UserExists as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         await audit(conn, admin.username, "user.create", "user", u.username, {"role": u.role.value})
-    return {"id": u.id, "username": u.username, "role": u.role.value, "grid_id": u.grid_id}
+    return u

@@ -5,20 +5,48 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cloud.api.deps import Conn, GridScope, Scope, State, principal_from_token, require
 from cloud.auth.roles import allowed
 from cloud.auth.security import Principal
 
 router = APIRouter(prefix="/api/evidence", tags=["evidence"])
+log = logging.getLogger(__name__)
 
 REF_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 TYPES = {"image/jpeg", "image/png", "video/mp4"}
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+class EvidenceInfo(BaseModel):
+    """A stored evidence file (kept beside it as ``{ref}.meta.json``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ref: str
+    sha256: str = Field(description="hex sha256 of the bytes")
+    size: int = Field(description="bytes")
+    content_type: str
+    uploaded_by: str = Field(description="'gateway' (X-Gateway-Token) or the uploading user")
+
+
+def _meta(path: Path) -> EvidenceInfo | None:
+    """The file's metadata, or None when there is none (or it cannot be read)."""
+    if not path.exists():
+        return None
+    try:
+        return EvidenceInfo.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        log.warning("%s: unreadable evidence metadata: %s", path, exc)
+        return None
 
 
 def _check_ref(ref: str) -> None:
@@ -43,7 +71,8 @@ def _authorise(request: Request, state: State, permission: str, gateway_token: s
     return user.username
 
 
-@router.post("/{ref}", status_code=201, summary="Upload evidence bytes (sha256 checked)")
+@router.post("/{ref}", status_code=201, response_model=EvidenceInfo,
+             summary="Upload evidence bytes (sha256 checked); the same bytes again are taken as done")
 async def upload(
     ref: str,
     request: Request,
@@ -51,7 +80,7 @@ async def upload(
     x_content_sha256: Annotated[str, Header(description="hex sha256 of the body, as in the event's EvidenceRef")],
     content_type: Annotated[str, Header()] = "image/jpeg",
     x_gateway_token: Annotated[str | None, Header()] = None,
-) -> dict[str, Any]:
+) -> EvidenceInfo:
     _check_ref(ref)
     who = _authorise(request, state, "evidence.upload", x_gateway_token)
     if content_type not in TYPES:
@@ -68,15 +97,15 @@ async def upload(
     directory.mkdir(parents=True, exist_ok=True)
     path, meta = directory / ref, directory / f"{ref}.meta.json"
     if path.exists():
-        old = json.loads(meta.read_text()) if meta.exists() else {}
-        if old.get("sha256") != digest:
+        old = _meta(meta)
+        if old is None or old.sha256 != digest:
             raise HTTPException(status.HTTP_409_CONFLICT, f"evidence {ref!r} exists with other content")
         return old  # idempotent re-upload
     tmp = directory / f".{ref}.part"
     tmp.write_bytes(body)
     tmp.replace(path)
-    info = {"ref": ref, "sha256": digest, "size": len(body), "content_type": content_type, "uploaded_by": who}
-    meta.write_text(json.dumps(info))
+    info = EvidenceInfo(ref=ref, sha256=digest, size=len(body), content_type=content_type, uploaded_by=who)
+    meta.write_text(info.model_dump_json())
     return info
 
 
@@ -93,7 +122,12 @@ async def _in_scope(conn: Conn, ref: str, scope: Scope, user: Principal) -> bool
     return bool(row and row[0])
 
 
-@router.get("/{ref}", summary="View evidence (grid workers: their grid's)", response_class=FileResponse)
+@router.get(
+    "/{ref}",
+    summary="View evidence (grid workers: their grid's)",
+    response_class=FileResponse,
+    responses={200: {"description": "the evidence bytes", "content": {t: BINARY for t in sorted(TYPES)}}},
+)
 async def view(
     ref: str,
     conn: Conn,
@@ -103,11 +137,12 @@ async def view(
 ) -> FileResponse:
     _check_ref(ref)
     path, meta = state.config.evidence_dir / ref, state.config.evidence_dir / f"{ref}.meta.json"
-    info: dict[str, Any] = json.loads(meta.read_text()) if meta.exists() else {}
-    if not scope.unrestricted and info.get("uploaded_by") != user.username and not await _in_scope(
+    info = _meta(meta)
+    uploader = info.uploaded_by if info else None
+    if not scope.unrestricted and uploader != user.username and not await _in_scope(
         conn, ref, scope, user
     ):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"evidence {ref!r} not found")  # as if it did not exist
     if not path.exists():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"evidence {ref!r} not found")
-    return FileResponse(path, media_type=info.get("content_type") or "application/octet-stream")
+    return FileResponse(path, media_type=info.content_type if info else "application/octet-stream")

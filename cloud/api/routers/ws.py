@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Annotated
 
 import psycopg
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect, status
+from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
+from pydantic import BaseModel, JsonValue
 
-from cloud.alarms.store import note_shown
+from cloud.alarms.repository import note_shown
 from cloud.api.deps import AppState, scope_for
 from cloud.auth.roles import allowed, is_grid_scoped
 from cloud.auth.security import TokenError, decode_token
@@ -18,6 +21,67 @@ from cloud.changes import Change
 
 router = APIRouter(tags=["stream"])
 log = logging.getLogger(__name__)
+
+STREAM_DESCRIPTION = """A WebSocket: open `ws(s)://host/api/ws?token=…` with an access token
+(from `POST /api/auth/token`).
+
+After the upgrade (101) the server sends one JSON text message per committed change, shaped as the
+`Change` schema: `kind` (alarm, incident, work_order, command) and `op` say what happened, `id`,
+`site_id`, `building`, `grid_id` whom it concerns, `data` the changed record as JSON.
+Grid workers receive their grid's alarms and incidents and their work orders, never commands.
+The client may send any text (a ping); the server ignores it. A token that is invalid, or a role that may
+not subscribe, closes the socket with code 1008 and the reason.
+
+A plain GET (no upgrade) is answered 426 Upgrade Required."""
+
+
+class UpgradeRequired(BaseModel):
+    detail: str
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, JsonValue]:
+    """``model``'s JSON schema with its own definitions written in place (for a response that has no body
+    in OpenAPI's sense, such as the messages after a 101, where FastAPI takes no model)."""
+    schema: dict[str, JsonValue] = model.model_json_schema(mode="serialization")
+    defs = schema.pop("$defs", None)
+
+    def resolve(node: JsonValue) -> JsonValue:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/") and isinstance(defs, dict):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    resolved = resolve(schema)
+    assert isinstance(resolved, dict)
+    return resolved
+
+
+@router.get(
+    "/api/ws",
+    status_code=status.HTTP_426_UPGRADE_REQUIRED,
+    response_model=UpgradeRequired,
+    summary="Live changes over a WebSocket (alarms, incidents, work orders, commands)",
+    description=STREAM_DESCRIPTION,
+    responses={
+        status.HTTP_101_SWITCHING_PROTOCOLS: {
+            "description": "WebSocket upgrade; then each message is one Change (JSON text)",
+            "content": {"application/json": {"schema": inline_schema(Change)}},
+        },
+        status.HTTP_426_UPGRADE_REQUIRED: {"description": "a plain HTTP request: this route is a WebSocket"},
+    },
+)
+async def stream_info(
+    token: Annotated[str | None, Query(description="an access token (POST /api/auth/token)")] = None,
+) -> JSONResponse:
+    return JSONResponse(
+        UpgradeRequired(detail="/api/ws is a WebSocket: connect with ws(s)://…/api/ws?token=…").model_dump(),
+        status_code=status.HTTP_426_UPGRADE_REQUIRED,
+        headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+    )
 
 
 async def _note_shown(state: AppState, change: Change, username: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from cloud.alarms import store
+from cloud.alarms import repository
 from cloud.alarms.engine import DecisionEngine
 from cloud.alarms.testkit import SITE, insert_event
 from cloud.dispatch.notify import Notifier
@@ -50,7 +50,7 @@ async def test_new_occurrence_after_clear_is_a_new_alarm_even_if_acknowledged(db
         await engine.handle_events([insert_event(conn, "elev1", "elevator.door_fault", severity="minor", notify=False)])
         (alarm_id,) = rows(db, "SELECT id FROM alarms WHERE device_id = 'elev1'")[0]
         async with pool.connection() as aconn:
-            await store.acknowledge(aconn, alarm_id, "pm", clock.now())
+            await repository.acknowledge(aconn, alarm_id, "pm", clock.now())
         # Acknowledged but not cleared: a repeat counts an occurrence, no new alarm.
         await engine.handle_events([insert_event(conn, "elev1", "elevator.door_fault", severity="minor", notify=False)])
         assert rows(db, "SELECT count(*), max(occurrence_count) FROM alarms WHERE device_id = 'elev1'") == [(1, 2)]
@@ -123,7 +123,7 @@ async def test_escalation_fires_until_acknowledged(db, pool, rules, clock):
     await engine.tick()
     assert [n.role for n in notifier.sent if n.role] == ["property_manager", "property_manager"]
     async with pool.connection() as conn:
-        await store.acknowledge(conn, ack_me, "pm1", clock.now())
+        await repository.acknowledge(conn, ack_me, "pm1", clock.now())
     clock.advance(120)
     await engine.tick()
     escalated = rows(db, "SELECT device_id, escalation_level FROM alarms WHERE type = 'elevator.overspeed' ORDER BY 1")

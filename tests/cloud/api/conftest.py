@@ -39,8 +39,9 @@ async def backend(db: str, clock: FakeClock, tmp_path: Any) -> AsyncIterator[Any
     from cloud.api.config import ApiConfig
     from cloud.auth.roles import Role
     from cloud.auth.store import add_user
+    from cloud.config import BackendConfig
     from cloud.db import DatabaseConfig
-    from cloud.serve import Backend, ServeConfig
+    from cloud.serve import Backend
 
     def free_port() -> int:
         with socket.socket() as s:
@@ -54,7 +55,7 @@ async def backend(db: str, clock: FakeClock, tmp_path: Any) -> AsyncIterator[Any
             "INSERT INTO roster (username, grid_id, starts_at, ends_at) VALUES ('worker1', 'g1', %s, %s)",
             (clock.now() - timedelta(hours=1), clock.now() + timedelta(hours=8)),
         )
-    config = ServeConfig(
+    config = BackendConfig(
         database=DatabaseConfig(dsn=db, pool_max=4),
         api=ApiConfig(
             port=free_port(), jwt_secret=SECRET, evidence_dir=tmp_path / "evidence", gateway_upload_token=GATEWAY_TOKEN

@@ -6,6 +6,7 @@ import json
 
 import httpx
 
+from cloud.auth.roles import Role
 from cloud.dispatch.notify import (
     CHANNELS,
     LogConfig,
@@ -28,7 +29,8 @@ async def test_webhook_is_signed_and_verifiable():
         return httpx.Response(204)
 
     channel = WebhookChannel(WebhookConfig(url="http://hook.invalid/x", secret=SECRET), httpx.MockTransport(handler))
-    errors = await Notifier([channel]).send(Notification("fire in B1", {"incident": 7}, role="property_manager"))
+    note = Notification(subject="fire in B1", body={"incident": 7}, role=Role.PROPERTY_MANAGER)
+    errors = await Notifier([channel]).send(note)
     assert errors == []
     (req,) = seen
     body = req.content
@@ -51,9 +53,9 @@ async def test_failures_are_reported_not_raised_and_roles_filter():
         WebhookConfig(url="http://hook.invalid/admins", secret=SECRET, roles=["admin"]), httpx.MockTransport(handler)
     )
     notifier = Notifier([admins_only, build_channel(LogConfig())])
-    assert await notifier.send(Notification("x", {}, role="property_manager")) == []
+    assert await notifier.send(Notification(subject="x", body={}, role=Role.PROPERTY_MANAGER)) == []
     assert calls == []
-    errors = await notifier.send(Notification("y", {}, role="admin"))
+    errors = await notifier.send(Notification(subject="y", body={}, role=Role.ADMIN))
     assert calls == ["/admins"]
     assert errors and "HTTP 500" in errors[0]
 

@@ -119,19 +119,21 @@ async def rig(db: str, tmp_path: Path, mqtt_broker: Any, site_id: str) -> AsyncI
     from cloud.api.config import ApiConfig
     from cloud.auth.roles import Role
     from cloud.auth.store import add_user
+    from cloud.config import BackendConfig, DecisionConfig
     from cloud.db import DatabaseConfig
-    from cloud.dispatch.mqtt import MqttConfig
-    from cloud.serve import Backend, ServeConfig
+    from cloud.ingest.config import MqttConfig
+    from cloud.serve import Backend
 
     gw = f"gw-rc-{uuid.uuid4().hex[:6]}"  # its own MQTT session (clean_session=False) per run
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute("INSERT INTO sites (id, name) VALUES (%s, %s)", (site_id, site_id))
         conn.execute("INSERT INTO gateways (id, site_id) VALUES (%s, %s)", (gw, site_id))
     port = _free_port()
-    config = ServeConfig(
+    config = BackendConfig(
         database=DatabaseConfig(dsn=db, pool_max=4),
         api=ApiConfig(port=port, jwt_secret="remote-config-test-secret-0123456789", evidence_dir=tmp_path / "ev"),
-        mqtt=MqttConfig(host=mqtt_broker.host, port=mqtt_broker.port, client_id=f"xq-rc-{uuid.uuid4().hex[:8]}"),
+        mqtt=MqttConfig(host=mqtt_broker.host, port=mqtt_broker.port),
+        decision=DecisionConfig(client_id=f"xq-rc-{uuid.uuid4().hex[:8]}"),
     )
     backend = Backend(config, run_timers=False)
     await backend.start()

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from cloud.alarms import store
+from cloud.alarms import repository
 from cloud.alarms.engine import DecisionEngine
 from cloud.alarms.testkit import insert_ack, insert_event
 from cloud.report.drill import DrillQuery, build_drill_report
@@ -76,10 +76,10 @@ async def _drill(db: str, pool: Any, rules: Any, clock: Any) -> dict[str, Any]:
         alarm_of = dict(conn.execute("SELECT event_id::text, alarm_id FROM alarm_event_links").fetchall())
     async with pool.connection() as aconn:
         # What the serve process records when it pushes a raise to a console (first push only).
-        assert await store.note_shown(aconn, alarm_of[ids["sd1"]], t0 + timedelta(seconds=6.1), "pm")
-        assert not await store.note_shown(aconn, alarm_of[ids["sd1"]], t0 + timedelta(seconds=9), "admin")
-        assert await store.note_shown(aconn, alarm_of[ids["zone12"]], t0 + timedelta(seconds=21.5), "pm")
-        await store.acknowledge(aconn, alarm_of[ids["sd1"]], "pm", t0 + timedelta(seconds=40))
+        assert await repository.note_shown(aconn, alarm_of[ids["sd1"]], t0 + timedelta(seconds=6.1), "pm")
+        assert not await repository.note_shown(aconn, alarm_of[ids["sd1"]], t0 + timedelta(seconds=9), "admin")
+        assert await repository.note_shown(aconn, alarm_of[ids["zone12"]], t0 + timedelta(seconds=21.5), "pm")
+        await repository.acknowledge(aconn, alarm_of[ids["sd1"]], "pm", t0 + timedelta(seconds=40))
     sim = {"scenario": "fire drill B1", "started_at": t0.isoformat(), "injected": [
         {"device": "smoke1", "action": "smoke", "params": {"alarm": True}, "outcome": "ok",
          "wall_time": (t0 + timedelta(seconds=4.5)).isoformat()},

@@ -127,11 +127,12 @@ def compound_db(pg_dsn: str) -> str:
 @pytest.fixture
 async def console_backend(compound_db: str, tmp_path: Path) -> AsyncIterator[Any]:
     from cloud.api.config import ApiConfig
+    from cloud.config import BackendConfig
     from cloud.db import DatabaseConfig
-    from cloud.serve import Backend, ServeConfig
+    from cloud.serve import Backend
 
     await add_users(compound_db)
-    config = ServeConfig(
+    config = BackendConfig(
         database=DatabaseConfig(dsn=compound_db, pool_max=6),
         api=ApiConfig(
             port=free_port(), jwt_secret=SECRET, evidence_dir=tmp_path / "evidence", gateway_upload_token=GATEWAY_TOKEN

@@ -22,24 +22,24 @@ pytestmark = pytest.mark.integration
 
 def test_labels_come_from_the_profiles() -> None:
     out = labels(load_catalog([SHIPPED_DIR]))
-    types = out["event_types"]
-    assert types["fire.alarm"]["label"] == "火警"
-    assert types["smoke.alarm"]["label"] == "烟雾报警"
-    assert types["elevator.entrapment"]["label"] == "平层关人 / 非平层关人"  # two rows, told apart by detail
-    assert types["gateway.offline"] == {
+    types = out.event_types
+    assert types["fire.alarm"].label == "火警"
+    assert types["smoke.alarm"].label == "烟雾报警"
+    assert types["elevator.entrapment"].label == "平层关人 / 非平层关人"  # two rows, told apart by detail
+    assert types["gateway.offline"].model_dump() == {
         "label": "网关离线", "en": "Gateway offline", "severity": None, "life_safety": False, "source": "builtin",
     }  # fmt: skip
-    em = out["profiles"]["acme-em200"]
-    rows = [e for e in em["events"] if e["type"] == "elevator.entrapment"]
-    assert [(e["key"], e["label"], e["detail"]) for e in rows] == [
+    em = out.profiles["acme-em200"]
+    rows = [e for e in em.events if e.type == "elevator.entrapment"]
+    assert [(e.key, e.label, e.detail) for e in rows] == [
         ("elevator.entrapment.at_floor", "平层关人", {"between_floors": False}),
         ("elevator.entrapment.between_floors", "非平层关人", {"between_floors": True}),
     ]
-    panel_fire = next(e for e in out["profiles"]["gst-fp200"]["events"] if e["type"] == "fire.alarm")
-    assert panel_fire["key"] == "fire.alarm#{n}"
-    assert {c["name"]: c["label"] for c in em["commands"]}["fire_recall"].startswith("消防迫降")
-    fp = out["profiles"]["gst-fp200"]
-    assert {"name": "zone{n}.fire", "label": "火警", "unit": None, "enum": None} in fp["points"]
+    panel_fire = next(e for e in out.profiles["gst-fp200"].events if e.type == "fire.alarm")
+    assert panel_fire.key == "fire.alarm#{n}"
+    assert {c.name: c.label for c in em.commands}["fire_recall"].startswith("消防迫降")
+    fp = out.profiles["gst-fp200"]
+    assert {"name": "zone{n}.fire", "label": "火警", "unit": None, "enum": None} in [p.model_dump() for p in fp.points]
 
 
 async def login(client: httpx.AsyncClient, user: str) -> dict[str, str]:
@@ -115,6 +115,8 @@ async def test_console_routes(console_backend: Any, compound_db: str) -> None:
         # Readings around the alarm: the varying analogue point first, from the 1-minute rollups.
         rd = (await client.get(f"/api/alarms/{alarm['id']}/readings?minutes=30", headers=pm)).json()
         assert rd["resolution"] == "1m" and rd["profile_id"] == "acme-sd10"
+        window = [datetime.fromisoformat(rd[k]) for k in ("from", "event_ts", "to")]
+        assert window == sorted(window)  # the window around the alarm
         assert [s["point"] for s in rd["series"]] == ["smoke.obscuration", "battery_pct"]
         obsc = rd["series"][0]
         assert len(obsc["ts"]) >= 19 and max(v for v in obsc["max"] if v is not None) > 5

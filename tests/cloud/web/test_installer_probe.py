@@ -21,11 +21,11 @@ from conftest import rows, until
 
 from cloud.alarms.testkit import migrate_all
 from cloud.api.config import ApiConfig
+from cloud.config import BackendConfig, DecisionConfig
 from cloud.db import DatabaseConfig
-from cloud.dispatch.mqtt import MqttConfig as PublisherConfig
-from cloud.ingest.config import IngestConfig
+from cloud.ingest.config import IngestConfig, MqttConfig
 from cloud.ingest.worker import IngestWorker
-from cloud.serve import Backend, ServeConfig
+from cloud.serve import Backend
 from device_profiles import SHIPPED_DIR, CompiledProfile, load_catalog
 from edge.agent import GatewayAgent
 from edge.config import GatewayConfig
@@ -81,9 +81,10 @@ async def stack(tmp_path: Path, pg_dsn: str, mqtt_broker: Any, site_id: str) -> 
         "group": f"g{site_id}", "site": site_id, "batch_max_wait_ms": 30, "session_expiry_s": 60,
     }))
     worker.start()
-    backend = Backend(ServeConfig(
+    backend = Backend(BackendConfig(
         database=DatabaseConfig(dsn=pg_dsn, pool_max=6),
-        mqtt=PublisherConfig(host=mqtt_broker.host, port=mqtt_broker.port, client_id=f"dec-{site_id}"),
+        mqtt=MqttConfig(host=mqtt_broker.host, port=mqtt_broker.port),
+        decision=DecisionConfig(client_id=f"dec-{site_id}"),
         api=ApiConfig(port=free_port(), jwt_secret=SECRET, evidence_dir=tmp_path / "evidence"),
     ), run_timers=False)
     await backend.start()

@@ -49,10 +49,11 @@ async def backend(db: str, port: int, evidence_dir: Path) -> AsyncIterator[Calla
     from cloud.api.config import ApiConfig
     from cloud.auth.roles import Role
     from cloud.auth.store import add_user
+    from cloud.config import BackendConfig
     from cloud.db import DatabaseConfig
-    from cloud.serve import Backend, ServeConfig
+    from cloud.serve import Backend
 
-    config = ServeConfig(
+    config = BackendConfig(
         database=DatabaseConfig(dsn=db, pool_max=2),
         api=ApiConfig(port=port, jwt_secret=SECRET, evidence_dir=evidence_dir, gateway_upload_token=GATEWAY_TOKEN),
     )
