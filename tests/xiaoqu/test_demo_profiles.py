@@ -126,6 +126,10 @@ def test_the_demo_runs_your_own_profile_and_device(tmp_path: Path, work: Path) -
 
             alarm = _poll("the device's leak alarm", leak, demo)
             assert (alarm["severity"], alarm["building"], alarm["floor"]) == ("critical", "B3", 18)
+            # the console names it by your profile's label (the backend loaded your folder)
+            labels = http.get("/api/labels").json()
+            assert labels["event_types"]["lpg.leak"]["label"] == "液化气泄漏"
+            assert "acme-lpg9" in labels["profiles"] and "acme-hp30" in labels["profiles"]
 
             # the Modbus transmitter: its pymodbus server holds the examples' register blocks, polled via the profile
             def pressure() -> dict[str, Any] | None:
