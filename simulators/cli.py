@@ -20,6 +20,9 @@ app = typer.Typer(no_args_is_help=True, help="Simulated compound: run layouts an
 console = Console()
 
 
+PROFILES_HELP = "a folder of your own device profiles, added to the shipped ones (repeat for more)"
+
+
 def _fail(message: str) -> None:
     console.print(f"[red]{message}[/red]")
     raise typer.Exit(2)
@@ -41,6 +44,7 @@ def run(
     port_base: int | None = typer.Option(None, "--port-base", help="first Modbus port; 0 = free ports"),
     cameras: bool = typer.Option(True, "--cameras/--no-cameras", help="start the camera sources"),
     background: bool = typer.Option(True, "--background/--no-background", help="background telemetry drift"),
+    profiles: list[Path] = typer.Option([], "--profiles", help=PROFILES_HELP),
 ) -> None:
     """Bring every device of LAYOUT up, play SCENARIO, print a summary and write the report."""
     from simulators.compound import SimulatedCompound
@@ -50,7 +54,7 @@ def run(
 
     logging.getLogger("pymodbus").setLevel(logging.WARNING)
     try:
-        catalog = load_catalog()
+        catalog = load_catalog(profiles)
         lay = load_layout(layout, catalog)
         scen = load_scenario(scenario) if scenario else None
     except ProfileError as exc:
@@ -96,7 +100,9 @@ def run(
                     ports_file.write_text(json.dumps(ports, indent=2), encoding="utf-8")
                 progress.console.print(
                     f"up in {sim.start_s:.1f}s: {len(sim.modbus)} Modbus devices on {len(sim.ports)} ports, "
-                    f"{len(sim.firmware.devices)} MQTT devices on {sim.mqtt_url}, {len(sim.cameras)} cameras "
+                    f"{len(sim.firmware.devices) + len(sim.replayed)} MQTT devices on {sim.mqtt_url}"
+                    + (f" ({len(sim.replayed)} replaying samples)" if sim.replayed else "")
+                    + f", {len(sim.cameras)} cameras "
                     f"({sim.camera_status}); WAN proxy {ports['uplink_proxy']}"
                     + (f"; ports in {ports_file}" if ports_file else ""))
 
@@ -120,6 +126,7 @@ def run(
 def check(
     layout: Path = typer.Option(..., "--layout", help="layout YAML"),
     scenario: list[Path] = typer.Option([], "--scenario", help="scenario YAML files to check against the layout"),
+    profiles: list[Path] = typer.Option([], "--profiles", help=PROFILES_HELP),
 ) -> None:
     """Validate a layout (and scenarios) without starting anything."""
     from collections import Counter
@@ -130,7 +137,7 @@ def check(
     from simulators.scenario import load_scenario
 
     try:
-        catalog = load_catalog()
+        catalog = load_catalog(profiles)
         lay = load_layout(layout, catalog)
         problems: list[str] = []
         sim = SimulatedCompound(lay, catalog=catalog)
@@ -152,16 +159,17 @@ def gateway_config(
     gateway: str = typer.Option(..., "--gateway", help="gateway id (e.g. b3-gw)"),
     ports_file: Path = typer.Option(..., "--ports-file", help="the ports file `xiaoqu sim run --ports-file` wrote"),
     out: Path = typer.Option(..., "--out", help="gateway config YAML to write"),
+    profiles: list[Path] = typer.Option([], "--profiles", help=PROFILES_HELP + "; the config's profiles_dir"),
 ) -> None:
     """Write an edge gateway config (edge.config.GatewayConfig) for one gateway of a running simulation."""
     from simulators.gateway_config import build_gateway_config, write_gateway_config
     from simulators.layout import load_layout
 
     try:
-        catalog = load_catalog()
+        catalog = load_catalog(profiles)
         lay = load_layout(layout, catalog)
         ports = json.loads(ports_file.read_text(encoding="utf-8"))
-        data = build_gateway_config(lay, catalog, gateway, ports)
+        data = build_gateway_config(lay, catalog, gateway, ports, profiles_dir=[p.resolve() for p in profiles])
     except (ProfileError, KeyError, ValueError, OSError) as exc:
         _fail(str(exc))
         return

@@ -10,7 +10,9 @@
 
 Modbus devices are pymodbus servers on one asyncio loop (one server per port; a port serves one device
 or a bus of unit ids). MQTT devices run the reference firmware (:mod:`simulators.mqtt_devices`) stepped
-from one driver thread. Cameras come from :mod:`simulators.camera` when it is importable.
+from one driver thread. Devices with ``replay`` in the layout (by default those whose type has no firmware
+or behaviour here) play samples — their profile's examples — instead (:mod:`simulators.replay_devices`).
+Cameras come from :mod:`simulators.camera` when it is importable.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from simulators.layout import DeviceSpec, Layout, load_layout
 from simulators.modbus import ModbusBus, ModbusDevice, ModbusPortServer
 from simulators.mqtt_devices import FirmwareDevice, FirmwareHost
 from simulators.proxy import TcpProxy
+from simulators.replay_devices import ReplayMqttDevice, replay_behaviour, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +129,7 @@ class SimulatedCompound:
         self.ports: list[ModbusPortServer] = []
         self._port_of: dict[str, ModbusPortServer] = {}
         self.firmware = FirmwareHost(firmware_step_s)
+        self.replayed: dict[str, ReplayMqttDevice] = {}
         self.cameras: dict[str, SimCamera] = {}
         self.camera_status = "no cameras in the layout"
         self._bg_task: asyncio.Task[None] | None = None
@@ -156,8 +160,12 @@ class SimulatedCompound:
             self.broker = MosquittoProcess()
             await asyncio.to_thread(self.broker.start)
             self.mqtt_url = self.broker.url
-        if mqtt_specs:
-            await asyncio.to_thread(self._start_firmware, mqtt_specs)
+        firmware_specs = [s for s in mqtt_specs if s.replay is None]
+        if firmware_specs:
+            await asyncio.to_thread(self._start_firmware, firmware_specs)
+        replay_specs = [s for s in mqtt_specs if s.replay is not None]
+        if replay_specs:
+            await asyncio.to_thread(self._start_replay, replay_specs)
         if self.want_proxy:
             host, port = parse_mqtt_url(self.uplink_target or self.mqtt_url or "")
             self.proxy = TcpProxy(host, port)
@@ -168,9 +176,10 @@ class SimulatedCompound:
         self._started = True
         self.start_s = time.monotonic() - t0
         self.clock.restart()  # scenario time 0 = every device up
-        logger.info("compound %s up: %d Modbus devices on %d ports, %d MQTT devices, %d cameras in %.1fs",
-                    self.layout.site.id, len(self.modbus), len(self.ports), len(self.firmware.devices),
-                    len(self.cameras), self.start_s)
+        logger.info("compound %s up: %d Modbus devices on %d ports, %d MQTT devices (%d replayed), %d cameras in "
+                    "%.1fs", self.layout.site.id, len(self.modbus), len(self.ports),
+                    len(self.firmware.devices) + len(self.replayed), len(self.replayed), len(self.cameras),
+                    self.start_s)
 
     async def _start_modbus(self) -> None:
         specs = self.layout.by_protocol("modbus_tcp")
@@ -178,8 +187,12 @@ class SimulatedCompound:
         buses: dict[str, ModbusPortServer] = {}
         for spec in specs:
             assert spec.modbus_unit is not None
-            dev = ModbusDevice(spec.id, self.catalog.get(spec.profile), unit=spec.modbus_unit, clock=self.clock,
-                               params={k: v for k, v in spec.params.items() if not isinstance(v, list)})
+            profile = self.catalog.get(spec.profile)
+            behaviour = (replay_behaviour(resolve(profile, spec.replay), spec.replay.loop)
+                         if spec.replay is not None else None)
+            dev = ModbusDevice(spec.id, profile, unit=spec.modbus_unit, clock=self.clock,
+                               params={k: v for k, v in spec.params.items() if not isinstance(v, list)},
+                               behaviour=behaviour)
             self.modbus[spec.id] = dev
             if spec.bus is not None and spec.bus in buses:
                 buses[spec.bus].bus.add(dev)
@@ -217,6 +230,14 @@ class SimulatedCompound:
         if missing:
             logger.warning("%d MQTT devices not connected yet: %s", len(missing), ", ".join(missing[:5]))
 
+    def _start_replay(self, specs: list[DeviceSpec]) -> None:
+        host, port = parse_mqtt_url(self.mqtt_url or "")
+        for spec in specs:
+            assert spec.replay is not None
+            dev = ReplayMqttDevice(spec.id, self.catalog.get(spec.profile), spec.replay, host, port)
+            self.replayed[spec.id] = dev
+            dev.start()
+
     def _start_cameras(self) -> None:
         specs = self.layout.by_protocol("camera")
         if not specs:
@@ -246,6 +267,8 @@ class SimulatedCompound:
             await server.stop()
         if self.firmware.devices:
             await asyncio.to_thread(self.firmware.stop)
+        for replayed in self.replayed.values():
+            await asyncio.to_thread(replayed.stop)
         for cam in self.cameras.values():
             await asyncio.to_thread(cam.server.stop)
         if self.proxy is not None:
@@ -319,6 +342,8 @@ class SimulatedCompound:
             self.modbus[device_id].silent = True
         elif device_id in self.firmware.devices:
             self.firmware.devices[device_id].power_off()
+        elif device_id in self.replayed:
+            self.replayed[device_id].power_off()
         elif device_id in self.cameras:
             self.cameras[device_id].server.pause()
         else:
@@ -333,6 +358,10 @@ class SimulatedCompound:
             dev = self.firmware.devices[device_id]
             if dev.silent:
                 self.firmware.call(dev.power_on)
+        elif device_id in self.replayed:
+            replayed = self.replayed[device_id]
+            if replayed.silent:
+                replayed.restart()
         elif device_id in self.cameras:
             self.cameras[device_id].server.resume()
         else:

@@ -26,8 +26,10 @@ from simulators.layout import Layout
 FIRE_TRIGGERS = ["fire.alarm", "smoke.alarm"]
 
 
-def build_gateway_config(layout: Layout, catalog: Catalog, gateway_id: str, ports: dict[str, Any]) -> dict[str, Any]:
-    """The gateway config as plain data, validated by ``edge.config.GatewayConfig``."""
+def build_gateway_config(layout: Layout, catalog: Catalog, gateway_id: str, ports: dict[str, Any], *,
+                         profiles_dir: list[Path] | None = None) -> dict[str, Any]:
+    """The gateway config as plain data, validated by ``edge.config.GatewayConfig``; ``profiles_dir``: the
+    folders of the installer's own profiles the layout's devices use (the gateway adds them to the shipped ones)."""
     from edge.config import GatewayConfig, check_against_catalog
 
     if gateway_id not in layout.gateways:
@@ -75,6 +77,7 @@ def build_gateway_config(layout: Layout, catalog: Catalog, gateway_id: str, port
         "outbox": {"path": f"outbox/{gateway_id}.sqlite"},
         "devices": devices,
         "metrics_port": None,
+        **({"profiles_dir": [str(p) for p in profiles_dir]} if profiles_dir else {}),
         "linkage": {
             "base_floor": 1,
             "rules": [

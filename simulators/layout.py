@@ -20,6 +20,8 @@ from ruamel.yaml.comments import CommentedMap
 from contract.base import StrictModel
 from contract.messages import Scalar
 from device_profiles.loader import Catalog, Issue, ProfileError, line_of, read_yaml, validation_issues
+from device_profiles.schema import Profile
+from simulators.replay_devices import ReplaySpec, resolve
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # a template: an id that may contain {floor} / {building} before expansion
@@ -54,6 +56,7 @@ class CameraSource(StrictModel):
 class DeviceEntry(StrictModel):
     id: IdTemplate
     profile: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    building: Id | None = Field(default=None, description="site-level devices: the building it is in")
     floor: int | None = None
     unit: str | None = Field(default=None, description="dwelling unit, e.g. '1-0302'")
     location: str | None = Field(default=None, description="free text: 'F12 corridor east', 'entrance'")
@@ -62,6 +65,9 @@ class DeviceEntry(StrictModel):
     source: CameraSource | None = None
     gateway: Id | None = Field(default=None, description="default: the building's gateway")
     params: dict[str, ParamValue] = Field(default_factory=dict, description="simulation parameters")
+    replay: ReplaySpec | None = Field(
+        default=None, description="play samples (default: the profile's examples) instead of a device simulator"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DeviceEntry:
@@ -137,6 +143,7 @@ class DeviceSpec:
     port: int | None = None
     source: CameraSource | None = None
     params: dict[str, ParamValue] = field(default_factory=dict)
+    replay: ReplaySpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,13 +193,27 @@ class Layout:
             devices.append(DeviceSpec(
                 id=new_id, profile=d.profile, protocol=d.protocol, building=d.building, floor=d.floor, unit=d.unit,
                 location=d.location, gateway=p(d.gateway), modbus_unit=d.modbus_unit, bus=p(d.bus), port=d.port,
-                source=d.source, params=d.params,
+                source=d.source, params=d.params, replay=d.replay,
             ))
         buses = {prefix + k: BusSpec(prefix + b.id, b.port, {u: prefix + i for u, i in b.units.items()})
                  for k, b in self.buses.items()}
         gateways = {prefix + k: g.model_copy(update={"id": prefix + g.id}) for k, g in self.gateways.items()}
         return Layout(self.site, self.modbus, self.buildings, devices, buses, gateways, self.source,
                       self.id_prefix + prefix)
+
+
+def replayed_by_default(profile: Profile) -> bool:
+    """A device type with no simulator here (no firmware for an MQTT type, no behaviour for a Modbus one
+    that has register examples) replays its profile's examples."""
+    from simulators.modbus import BEHAVIOURS
+    from simulators.mqtt_devices import FIRMWARE_BY_TYPE
+
+    if profile.protocol == "mqtt":
+        return profile.device_type not in FIRMWARE_BY_TYPE
+    if profile.protocol.startswith("modbus"):
+        has_blocks = any(e.registers is not None for e in profile.examples)
+        return profile.device_type not in BEHAVIOURS and has_blocks
+    return False
 
 
 def _fill(value: ParamValue, building: Building | None, floor: int | None) -> ParamValue:
@@ -275,15 +296,31 @@ def expand(model: LayoutFile, catalog: Catalog, data: Any, name: str) -> Layout:
     devices: list[DeviceSpec] = []
     seen: dict[str, str] = {}
 
+    declared = {b.id: b for b in model.buildings}
+
     def add(entry: DeviceEntry, loc: list[str | int], building: Building | None) -> None:
         if entry.profile not in catalog:
             issue([*loc, "profile"], f"unknown profile {entry.profile!r}; known: {', '.join(catalog.ids())}")
             return
+        building_id = building.id if building else None
+        if entry.building is not None:
+            if building is not None and entry.building != building.id:
+                issue([*loc, "building"], f"the device is listed in building {building.id!r}")
+                return
+            building = declared.get(entry.building, building)  # an undeclared one is a label on the device
+            building_id = entry.building
         profile = catalog.get(entry.profile)
         is_modbus = profile.protocol.startswith("modbus")
         if is_modbus and profile.protocol != "modbus_tcp":
             issue([*loc, "profile"], f"{profile.protocol} devices are not simulated (Modbus TCP only)")
             return
+        replay = entry.replay if entry.replay is not None else (ReplaySpec() if replayed_by_default(profile) else None)
+        if replay is not None:
+            try:
+                resolve(profile, replay)
+            except ValueError as exc:
+                issue([*loc, "replay"] if entry.replay is not None else [*loc, "profile"], str(exc))
+                return
         if profile.protocol == "camera" and entry.source is None:
             issue([*loc], "a camera needs a source (which scene the camera simulator plays)")
         if profile.protocol != "camera" and entry.source is not None:
@@ -302,7 +339,7 @@ def expand(model: LayoutFile, catalog: Catalog, data: Any, name: str) -> Layout:
         else:
             floors = [entry.floor]
         for floor in floors:
-            dev_id = entry.id.replace("{floor}", str(floor)).replace("{building}", building.id if building else "")
+            dev_id = entry.id.replace("{floor}", str(floor)).replace("{building}", building_id or "")
             if not ID_RE.match(dev_id):
                 issue([*loc, "id"], f"{dev_id!r} is not a valid device id (letters, digits, '_', '-', '.'; ≤ 64)")
                 continue
@@ -325,10 +362,10 @@ def expand(model: LayoutFile, catalog: Catalog, data: Any, name: str) -> Layout:
                         buses[bus_id].units[unit_id] = dev_id
             devices.append(DeviceSpec(
                 id=dev_id, profile=entry.profile, protocol=profile.protocol,
-                building=building.id if building else None, floor=floor, unit=entry.unit,
+                building=building_id, floor=floor, unit=entry.unit,
                 location=entry.location.replace("{floor}", str(floor)) if entry.location else None,
                 gateway=gateway, modbus_unit=unit_id, bus=bus_id, port=port, source=entry.source,
-                params={k: _fill(v, building, floor) for k, v in entry.params.items()},
+                params={k: _fill(v, building, floor) for k, v in entry.params.items()}, replay=replay,
             ))
 
     for i, entry in enumerate(model.devices):

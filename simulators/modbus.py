@@ -76,7 +76,8 @@ class ModbusDevice:
     """One simulated Modbus device: tables, point access by name, fault switches and a behaviour."""
 
     def __init__(self, device_id: str, profile: Profile | CompiledProfile, *, unit: int = 1,
-                 clock: SimClock | None = None, params: dict[str, Scalar] | None = None) -> None:
+                 clock: SimClock | None = None, params: dict[str, Scalar] | None = None,
+                 behaviour: Callable[[ModbusDevice], Behaviour] | None = None) -> None:
         self.id = device_id
         self.compiled = compiled(profile)
         self.profile = self.compiled.profile
@@ -91,8 +92,8 @@ class ModbusDevice:
         self.requests_served = 0
         self.writes: list[tuple[str, int, list[int]]] = []
         self._listeners: list[ChangeListener] = []
-        behaviour_cls = BEHAVIOURS.get(self.profile.device_type, Behaviour)
-        self.behaviour: Behaviour = behaviour_cls(self)
+        make = behaviour or BEHAVIOURS.get(self.profile.device_type, Behaviour)
+        self.behaviour: Behaviour = make(self)
         self.behaviour.initialise()
 
     # ------------------------------------------------------------------ points by name

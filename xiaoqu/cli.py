@@ -45,7 +45,10 @@ def demo(
     config: Path | None = typer.Option(None, "--config", "-c", help="Demo config YAML (xiaoqu.demo.DemoConfig)."),
     mqtt: str | None = typer.Option(None, "--mqtt", help="Broker URL; default: an embedded Mosquitto."),
     database: str | None = typer.Option(None, "--database", help="PostgreSQL DSN; default: an embedded server."),
-    layout: Path | None = typer.Option(None, "--layout", help="Compound layout (default: the 6-building demo)."),
+    layout: Path | None = typer.Option(None, "--layout", help="Compound layout (default: the 6-building demo); "
+                                       "your own devices: docs/profile-mqtt.md, 'Run the demo with your own profile'."),
+    profiles: list[Path] = typer.Option([], "--profiles", help="A folder of your own device profiles, for the "
+                                        "simulator, the gateways and the backend (repeat for more)."),
     scenario: Path | None = typer.Option(None, "--scenario",
                                          help="Scenario to play (default: the fire drill; with --cameras "
                                               "the drill plus camera alarms)."),
@@ -63,7 +66,7 @@ def demo(
     if config is not None:
         data = YAML(typ="safe").load(config.read_text(encoding="utf-8")) or {}
     overrides = {"mqtt_url": mqtt, "database_dsn": database, "layout": layout, "scenario": scenario, "speed": speed,
-                 "cameras": cameras, "keep_running": keep_running or None}
+                 "cameras": cameras, "keep_running": keep_running or None, "profiles": profiles or None}
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         cfg = DemoConfig.model_validate(data)

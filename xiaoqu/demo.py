@@ -7,6 +7,11 @@ incident and command changes from the backend's WebSocket, then a summary.
 
 Each part runs as its own process, exactly as an operator would run it; their logs are in the work
 folder. The scenario is shifted by a start-up delay so the gateways are connected before it begins.
+
+Your own devices: ``--profiles DIR`` (your profile folder) and ``--layout FILE`` (your devices). The folder
+goes to every part — simulator, gateways and the backend (``decision.profiles``) — and a device whose type
+has no simulator here replays its profile's examples (:mod:`simulators.replay_devices`). A layout the
+default fire drill does not fit runs without a scenario until Ctrl-C, which then ends it normally.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class DemoConfig(StrictModel):
     mqtt_url: str | None = Field(default=None, description="broker to use; none = start an embedded Mosquitto")
     database_dsn: str | None = Field(default=None, description="PostgreSQL server; none = start an embedded one")
     layout: Path = REPO / "simulators" / "layouts" / "demo.yaml"
+    profiles: list[Path] = Field(default_factory=list, description="your device profile folders (added to the "
+                                 "shipped ones) for the simulator, the gateways and the backend")
     scenario: Path | None = REPO / "simulators" / "scenarios" / "fire_drill.yaml"
     speed: float = Field(default=1.0, gt=0)
     seed: int = 1
@@ -83,6 +90,7 @@ class Run:
     config: DemoConfig
     work: Path
     console: Console
+    stop: processes.StopSignals
     children: list[Child] = field(default_factory=list)
 
     def xiaoqu(self, name: str, *args: str, wait: bool = False, timeout: float = 120) -> Child | None:
@@ -159,7 +167,7 @@ def _services(config: DemoConfig, work: Path, console: Console) -> Iterator[tupl
         if config.mqtt_url:
             mqtt_url = config.mqtt_url
         else:
-            mqtt_url = stack.enter_context(demo_security.secure_mosquitto(work, config.layout))
+            mqtt_url = stack.enter_context(demo_security.secure_mosquitto(work, config.layout, config.profiles))
             console.print(f"embedded Mosquitto: {mqtt_url} (TLS and one account per gateway; anonymous refused)")
         if config.database_dsn:
             dsn = config.database_dsn
@@ -182,6 +190,8 @@ def _cloud_config(run: Run, mqtt_url: str, dsn: str, api_port: int) -> Path:
         "api": {"host": "127.0.0.1", "port": api_port, "jwt_secret": secrets.token_hex(32),
                 "evidence_dir": str(run.work / "evidence"), "gateway_upload_token": secrets.token_hex(16)},
     }
+    if run.config.profiles:  # the backend checks commands and their timeouts against the same profiles
+        data["decision"] = {"profiles": [str(p) for p in run.config.profiles]}
     if (secure := demo_security.existing(run.work)) is not None:
         secure.cloud_credentials(data)
     path = run.work / "cloud.yaml"
@@ -189,19 +199,82 @@ def _cloud_config(run: Run, mqtt_url: str, dsn: str, api_port: int) -> Path:
     return path
 
 
-def _gateways(layout: Path) -> list[str]:
+def _layout(config: DemoConfig) -> Any:
+    """The layout, read with the shipped profiles plus ``config.profiles`` (``ProfileError`` when either is wrong)."""
     from device_profiles import load_catalog
     from simulators.layout import load_layout
 
-    return list(load_layout(layout, load_catalog()).gateways)
+    return load_layout(config.layout, load_catalog(config.profiles))
 
 
-async def _watch(run: Run, api: str, username: str, password: str, until: Any) -> dict[str, Any]:
-    """Print alarm / incident / command changes from the WebSocket as they happen; return what was seen."""
+def _gateways(config: DemoConfig) -> list[str]:
+    return list(_layout(config).gateways)
+
+
+def _profile_args(config: DemoConfig) -> list[str]:
+    return [arg for p in config.profiles for arg in ("--profiles", str(p))]
+
+
+def prepare(config: DemoConfig, console: Console) -> DemoConfig:
+    """Absolute paths (the parts run in the work folder), the inputs checked before anything starts, and the
+    scenario: with a layout of your own and no ``--scenario``, the fire drill when it fits the layout, else none.
+    Raises ``ProfileError`` (file:line: field: message) for a wrong profile or layout."""
+    from device_profiles import load_catalog
+    from simulators.compound import SimulatedCompound
+    from simulators.layout import load_layout
+    from simulators.runner import check_scenario
+    from simulators.scenario import load_scenario
+
+    update: dict[str, Any] = {"layout": config.layout.resolve(), "profiles": [p.resolve() for p in config.profiles]}
+    if config.cameras and "scenario" not in config.model_fields_set:  # with cameras: the drill + video alarms
+        update["scenario"] = REPO / "simulators" / "scenarios" / "fire_drill_cameras.yaml"
+    elif config.scenario is not None:
+        update["scenario"] = config.scenario.resolve()
+    if config.workdir is not None:
+        update["workdir"] = config.workdir.resolve()
+    fields = set(config.model_fields_set)
+    config = config.model_copy(update=update)
+    catalog = load_catalog(config.profiles)
+    layout = load_layout(config.layout, catalog)
+    if "layout" in fields and "scenario" not in fields and config.scenario is not None:  # a default drill
+        problems = check_scenario(load_scenario(config.scenario), SimulatedCompound(layout, catalog=catalog))
+        if problems:
+            console.print(f"the default scenario ({config.scenario.name}) does not fit {config.layout.name} "
+                          f"({problems[0]}): no scenario — the devices run until Ctrl-C")
+            config = config.model_copy(update={"scenario": None})
+    replayed = [f"{d.id} ({d.profile})" for d in layout.devices if d.replay is not None]
+    if replayed:
+        console.print(f"replaying their profiles' samples: {', '.join(replayed[:10])}"
+                      + (f" and {len(replayed) - 10} more" if len(replayed) > 10 else ""))
+    return config
+
+
+def _new_seen() -> dict[str, Any]:
+    return {"alarm": {}, "incident": {}, "command": {}, "first_push_s": {}, "alarms_final": []}
+
+
+def _final_alarms(run: Run, api: str, username: str, password: str) -> list[dict[str, Any]]:
+    """Every alarm (active and cleared) in the backend, for the summary (none, said, when it cannot be read)."""
+    import httpx
+
+    alarms: list[dict[str, Any]] = []
+    try:
+        with httpx.Client(base_url=api, timeout=10) as http:
+            token = http.post("/api/auth/token", data={"username": username, "password": password}).json()
+            auth = {"Authorization": f"Bearer {token['access_token']}"}
+            for active in ("true", "false"):
+                got = http.get("/api/alarms", params={"active": active, "limit": 1000}, headers=auth).json()
+                alarms += got if isinstance(got, list) else []
+    except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+        run.console.print(f"[yellow]the backend's alarms could not be read for the summary: {exc}[/yellow]")
+    return alarms
+
+
+async def _watch(run: Run, api: str, username: str, password: str, until: Any, seen: dict[str, Any]) -> None:
+    """Print alarm / incident / command changes from the WebSocket as they happen, into ``seen``."""
     import httpx
     import websockets
 
-    seen: dict[str, Any] = {"alarm": {}, "incident": {}, "command": {}, "first_push_s": {}}
     async with httpx.AsyncClient(base_url=api, timeout=10) as http:
         token = (await http.post("/api/auth/token", data={"username": username, "password": password})).json()
         ws_url = api.replace("http://", "ws://") + f"/api/ws?token={token['access_token']}"
@@ -241,13 +314,6 @@ async def _watch(run: Run, api: str, username: str, password: str, until: Any) -
                                       f"{data.get('command')} → {data.get('device_id')} {data.get('reason') or ''}")
                 else:
                     run.console.print(f"{kind} {change.get('op', '')}")
-        auth = {"Authorization": f"Bearer {token['access_token']}"}
-        alarms: list[dict[str, Any]] = []
-        for active in ("true", "false"):
-            got = (await http.get("/api/alarms", params={"active": active, "limit": 1000}, headers=auth)).json()
-            alarms += got if isinstance(got, list) else []
-        seen["alarms_final"] = alarms
-    return seen
 
 
 def _summary(console: Console, seen: dict[str, Any]) -> None:
@@ -275,6 +341,13 @@ def run_demo(config: DemoConfig, console: Console) -> DemoResult:
     the demo's own verdict). Every child also gets SIGTERM from the kernel if this process dies by SIGKILL.
     """
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    from device_profiles.loader import ProfileError
+
+    try:
+        config = prepare(config, console)
+    except (ProfileError, OSError) as exc:
+        console.print(f"[red]demo not started:[/red] {exc}", highlight=False)
+        return DemoResult(2, work=config.workdir)
     with processes.StopSignals() as stop:
         try:
             return _run_demo(config, console, stop)
@@ -298,7 +371,7 @@ def _run_demo(config: DemoConfig, console: Console, stop: processes.StopSignals)
             console.print(f"[red]demo stopped:[/red] {exc}")
             return DemoResult(1, work=work)
         with services:
-            run = Run(config, work, console)
+            run = Run(config, work, console, stop)
             try:
                 return _run(run, mqtt_url, dsn)
             except DemoError as exc:
@@ -309,6 +382,20 @@ def _run_demo(config: DemoConfig, console: Console, stop: processes.StopSignals)
                 run.stop_all()
                 if config.mqtt_url is None or config.database_dsn is None:
                     console.print("stopping the embedded broker and database …")
+
+
+def _drill_report(run: Run, dsn: str, started: datetime, sim_report: Path) -> None:
+    import psycopg
+
+    from cloud.report.drill import write_drill_report
+
+    drill_html = (run.config.workdir or Path.cwd()) / f"drill-report-{started:%Y%m%d-%H%M%S}.html"  # outlives it
+    try:
+        fig = write_drill_report(dsn, started, drill_html, sim_report=sim_report).figures()
+        run.console.print(f"fire-drill report: {drill_html.resolve()} ({fig['signals_within_limit']}/"
+                          f"{fig['signals']} signals within 10 s)")
+    except (psycopg.Error, OSError, ValueError) as exc:
+        run.console.print(f"[yellow]no fire-drill report: {exc}[/yellow]")
 
 
 def _run(run: Run, mqtt_url: str, dsn: str) -> DemoResult:
@@ -353,27 +440,29 @@ def _run(run: Run, mqtt_url: str, dsn: str) -> DemoResult:
     secure = demo_security.existing(run.work)
     broker_args = secure.sim_args() if secure else ["--mqtt", mqtt_url]
     sim_args = ["sim", "run", "--layout", str(config.layout), *broker_args, "--seed", str(config.seed),
-                "--speed", str(config.speed), "--ports-file", str(ports), "--report", str(report)]
+                "--speed", str(config.speed), "--ports-file", str(ports), "--report", str(report),
+                *_profile_args(config)]
     if not config.cameras:
         sim_args.append("--no-cameras")
-    if config.cameras and "scenario" not in config.model_fields_set:  # with cameras: the drill + video alarms
-        config = config.model_copy(update={"scenario": REPO / "simulators" / "scenarios" / "fire_drill_cameras.yaml"})
     if config.scenario is not None:
         scen = shifted_scenario(config.scenario, config.startup_delay_s * config.speed, run.work / "scenario.yaml")
         sim_args += ["--scenario", str(scen)]
     sim = run.xiaoqu("sim", *sim_args)
     assert sim is not None
     _wait(ports.exists, 120, "the simulated compound to start", run)
-    gateways = _gateways(config.layout)
+    gateways = _gateways(config)
     for gw in gateways:
         gw_cfg = run.work / f"gateway-{gw}.yaml"
         run.xiaoqu(f"gwconf-{gw}", "sim", "gateway-config", "--layout", str(config.layout), "--gateway", gw,
-                   "--ports-file", str(ports), "--out", str(gw_cfg), wait=True)
+                   "--ports-file", str(ports), "--out", str(gw_cfg), *_profile_args(config), wait=True)
         if secure:
             secure.secure_gateway_config(gw_cfg)
         run.xiaoqu(f"edge-{gw}", "edge", "run", "--config", str(gw_cfg))
-    console.print(f"{len(gateways)} gateway(s) started; scenario {config.scenario.name if config.scenario else '-'} "
-                  f"begins in {config.startup_delay_s:g} s")
+    if config.scenario is not None:
+        console.print(f"{len(gateways)} gateway(s) started; scenario {config.scenario.name} "
+                      f"begins in {config.startup_delay_s:g} s")
+    else:
+        console.print(f"{len(gateways)} gateway(s) started; no scenario: watching until Ctrl-C")
 
     linger_until: list[float] = []
 
@@ -385,20 +474,20 @@ def _run(run: Run, mqtt_url: str, dsn: str) -> DemoResult:
             console.print("scenario over; watching a little longer …")
         return time.monotonic() > linger_until[0]
 
-    seen = asyncio.run(_watch(run, api, "manager", password, finished))
+    seen = _new_seen()
+    try:
+        run.stop.run_async(_watch(run, api, "manager", password, finished, seen))
+    except processes.StopSignal as sig:
+        if config.scenario is not None or sig.signum != signal.SIGINT:
+            raise  # a scenario cut short, or a service manager's stop: not the demo's own end
+        console.print("Ctrl-C: the summary, then everything stops")
+    seen["alarms_final"] = _final_alarms(run, api, "manager", password)
     _summary(console, seen)
     if report.exists():
         console.print(f"simulator report (what was injected and when): {report}")
-    from cloud.report.drill import write_drill_report
-
-    drill_html = (config.workdir or Path.cwd()) / f"drill-report-{started:%Y%m%d-%H%M%S}.html"  # outlives the demo
-    try:
-        fig = write_drill_report(demo_dsn, started, drill_html, sim_report=report).figures()
-        console.print(f"fire-drill report: {drill_html.resolve()} ({fig['signals_within_limit']}/{fig['signals']} "
-                      "signals within 10 s)")
-    except (psycopg.Error, OSError, ValueError) as exc:
-        console.print(f"[yellow]no fire-drill report: {exc}[/yellow]")
-    if config.keep_running:
+    if config.scenario is not None:
+        _drill_report(run, demo_dsn, started, report)
+    if config.keep_running and config.scenario is not None:
         console.print(f"everything is still running: {api}/api/docs (manager / {password}); Ctrl-C to stop")
         try:
             while True:

@@ -87,16 +87,16 @@ def existing(work: Path) -> SecureBroker | None:
     return SecureBroker(work / FOLDER, data["backend_url"], data["gateway_url"])
 
 
-def _gateways(layout: Path) -> dict[str, str]:
+def _gateways(layout: Path, profiles: list[Path] | None = None) -> dict[str, str]:
     from device_profiles import load_catalog
     from simulators.layout import load_layout
 
-    lay = load_layout(layout, load_catalog())
+    lay = load_layout(layout, load_catalog(profiles))
     return {gw: lay.site.id for gw in lay.gateways}
 
 
 @contextlib.contextmanager
-def secure_mosquitto(work: Path, layout: Path) -> Iterator[str]:
+def secure_mosquitto(work: Path, layout: Path, profiles: list[Path] | None = None) -> Iterator[str]:
     """A Mosquitto with TLS, per-gateway accounts and the ACL; yields the backend's (loopback) URL."""
     from cloud.broker.accounts import BrokerFolder, BrokerSettings, BrokerSetupError
     from simulators.broker import MosquittoProcess, _free_port
@@ -108,7 +108,7 @@ def secure_mosquitto(work: Path, layout: Path) -> Iterator[str]:
     try:
         folder.init(BrokerSettings(hostnames=["127.0.0.1", "localhost"], tls_port=tls_port, tls_bind="127.0.0.1",
                                    local_port=None), force=True)
-        for gw, site in _gateways(layout).items():
+        for gw, site in _gateways(layout, profiles).items():
             folder.add_gateway(gw, site)
     except BrokerSetupError as exc:
         raise SecureBrokerError(f"broker accounts: {exc}") from None

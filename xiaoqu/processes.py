@@ -12,7 +12,9 @@ only, so any part may import it (it is the one module of ``xiaoqu`` that lower l
 - :func:`die_with_parent` does the same from inside a ``multiprocessing`` child (call it first).
 - :class:`StopSignals` turns the first SIGINT, SIGTERM or SIGHUP into a :class:`StopSignal` exception in
   the main thread, so ``finally`` blocks stop the children in order; later signals are recorded, never
-  raised, so the stop itself cannot be interrupted.
+  raised, so the stop itself cannot be interrupted. :meth:`StopSignals.run_async` runs a coroutine so that
+  the signal cancels it instead (an exception raised inside one of asyncio's callbacks is logged and
+  dropped by the event loop, so a raising handler could lose a Ctrl-C).
 - :func:`stop` signals a group of children, waits a bounded time, then kills what is left.
 
 Where ``prctl`` is not available (not Linux) the death signal is skipped; the ordered stop still works.
@@ -20,6 +22,7 @@ Where ``prctl`` is not available (not Linux) the death signal is skipped; the or
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import logging
@@ -30,16 +33,17 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
 
 
 def _load_prctl() -> Callable[..., int] | None:
@@ -83,6 +87,8 @@ class StopSignals:
 
     After the first signal (or after :meth:`shield`, which a ``finally`` that stops children calls first)
     signals are only recorded in :attr:`received`. The previous handlers come back on exit. Main thread only.
+    Asyncio code runs through :meth:`run_async`, where the signal cancels the coroutine and the
+    :class:`StopSignal` is raised once the event loop has unwound.
     """
 
     def __init__(self, signals: Sequence[int] = STOP_SIGNALS) -> None:
@@ -90,6 +96,7 @@ class StopSignals:
         self.received: int | None = None
         self._raise = True
         self._previous: dict[int, Any] = {}
+        self._deferred: Callable[[], None] | None = None
 
     def __enter__(self) -> StopSignals:
         for sig in self.signals:
@@ -105,11 +112,51 @@ class StopSignals:
         """From now on signals are recorded, not raised (the stop is under way)."""
         self._raise = False
 
+    def run_async(self, main: Coroutine[Any, Any, T]) -> T:
+        """``asyncio.run(main)``; the first stop signal cancels ``main`` and, once it has unwound (its
+        ``finally`` blocks and ``async with`` exits ran), raises :class:`StopSignal` here.
+
+        A handler that raised wherever the main thread happens to be would, inside one of the loop's
+        callbacks (a socket's ``data_received``, a timer), be logged and dropped by asyncio, and with it
+        the user's Ctrl-C. Here the handler only asks the loop to cancel ``main``, which is safe anywhere."""
+
+        async def guarded() -> T:
+            loop = asyncio.get_running_loop()
+            task = asyncio.current_task()
+            assert task is not None
+            stopping: list[int] = []
+
+            def cancel_main() -> None:
+                stopping.append(1)
+                loop.call_soon_threadsafe(task.cancel)
+
+            self._deferred = cancel_main
+            try:
+                result = await main
+            except asyncio.CancelledError:
+                if stopping:
+                    raise StopSignal(self.received or signal.SIGINT) from None
+                raise
+            finally:
+                self._deferred = None
+            if stopping:  # main ended (or swallowed the cancellation) just as the signal came
+                raise StopSignal(self.received or signal.SIGINT)
+            return result
+
+        try:
+            return asyncio.run(guarded())
+        finally:
+            self._deferred = None
+            main.close()  # never awaited when the signal came first: no "never awaited" warning
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.received is None:
             self.received = signum
         if self._raise:
             self._raise = False
+            if self._deferred is not None:
+                self._deferred()  # the loop cancels the coroutine; run_async raises once it has unwound
+                return
             raise StopSignal(signum)
         logger.info("%s received while stopping; the stop goes on", signal_name(signum))
 

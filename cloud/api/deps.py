@@ -146,8 +146,16 @@ def shipped_catalog() -> Catalog:
     return load_catalog([SHIPPED_DIR])
 
 
-ShippedProfiles = Annotated[Catalog, Depends(shipped_catalog)]
-"""The shipped device profiles as a dependency (labels, the points a device should report)."""
+def loaded_catalog(state: State) -> Catalog:
+    """The profiles the backend loaded once at its entry point — the shipped ones plus ``decision.profiles`` —
+    which the engine checks commands against (the shipped ones when the app runs without an engine)."""
+    engine: DecisionEngine | None = state.engine
+    return engine.catalog if engine is not None else shipped_catalog()
+
+
+ShippedProfiles = Annotated[Catalog, Depends(loaded_catalog)]
+"""The backend's device profiles as a dependency (labels, the points a device should report): the shipped
+ones plus the folders of ``decision.profiles``."""
 
 
 def not_found(what: str) -> HTTPException:

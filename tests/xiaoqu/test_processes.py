@@ -64,6 +64,56 @@ def test_the_first_stop_signal_raises_later_ones_are_only_recorded() -> None:
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # the previous handlers are back
 
 
+def test_a_signal_during_asyncio_callbacks_stops_the_coroutine_and_is_raised_once_it_has_unwound() -> None:
+    # A busy event loop runs plain callbacks most of the time; a StopSignal raised inside one of them is
+    # logged and dropped by asyncio (the Ctrl-C would be lost). run_async cancels the coroutine instead.
+    import asyncio
+    import threading
+
+    unwound: list[bool] = []
+
+    async def busy() -> None:
+        loop = asyncio.get_running_loop()
+        end = time.monotonic() + 30
+
+        def spin() -> None:
+            sum(range(2000))
+            if time.monotonic() < end:
+                loop.call_soon(spin)
+
+        loop.call_soon(spin)
+        try:
+            while time.monotonic() < end:
+                await asyncio.sleep(0.005)
+        finally:
+            unwound.append(True)
+
+    for _ in range(10):
+        unwound.clear()
+        with StopSignals() as stop:
+            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+            started = time.monotonic()
+            with pytest.raises(StopSignal) as raised:
+                stop.run_async(busy())
+            assert raised.value.signum == signal.SIGINT
+            assert time.monotonic() - started < 10, "the signal was lost in a callback"
+            assert unwound == [True], "the coroutine's finally did not run before the StopSignal"
+            os.kill(os.getpid(), signal.SIGTERM)  # after the first: recorded, not raised
+            assert stop.received == signal.SIGINT
+
+
+def test_run_async_returns_the_result_when_no_signal_comes() -> None:
+    import asyncio
+
+    async def answer() -> int:
+        await asyncio.sleep(0.01)
+        return 42
+
+    with StopSignals() as stop:
+        assert stop.run_async(answer()) == 42
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name)
 def test_ingest_workers_stop_with_their_supervisor(tmp_path: Path, pg_dsn: str, mqtt_broker, site_id: str,
                                                   sig: signal.Signals) -> None:
