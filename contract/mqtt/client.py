@@ -371,10 +371,27 @@ class MqttClient:
             raise MqttConnectError(f"{self.address} unreachable: {exc}") from None
         self._paho.loop_start()
 
-    async def close(self) -> None:
-        """Disconnect cleanly (the will is not sent), stop the network thread, fail what is still in flight."""
+    async def close(self, timeout: float = 10.0) -> None:
+        """Disconnect cleanly (the will is not sent), stop the network thread, fail what is still in flight.
+
+        The network thread is joined from a daemon thread of its own, waited for at most ``timeout``: a
+        thread that does not stop is logged and left behind rather than hanging the caller (and, through
+        asyncio's default executor, the event loop's shutdown)."""
         self._begin_close()
-        await asyncio.to_thread(self._paho.loop_stop)
+        loop = asyncio.get_running_loop()
+        stopped: asyncio.Future[None] = loop.create_future()
+
+        def stop() -> None:
+            try:
+                self._paho.loop_stop()
+            finally:
+                call_in_loop(loop, _settle_future, stopped, None, None)
+
+        threading.Thread(target=stop, name=f"mqtt-close-{self.address}", daemon=True).start()
+        try:
+            await asyncio.wait_for(stopped, timeout)
+        except TimeoutError:
+            log.warning("%s: the MQTT network thread did not stop within %g s; left behind", self.address, timeout)
         self._end_close()
 
     def close_blocking(self) -> None:

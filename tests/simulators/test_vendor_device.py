@@ -114,14 +114,16 @@ async def rig(pg_dsn: str, broker: Any, site: str, tmp: Path, *, reply_delay_s: 
         with contextlib.suppress(OSError):
             sim.stop()
         agent.stop()
-        await asyncio.wait_for(agent_task, 20)
-        stop.set()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await pool.close()
-        publisher.stop()
-        worker.stop()
+        try:
+            await asyncio.wait_for(agent_task, 20)  # a gateway that does not stop fails the test …
+        finally:  # … after the backend's parts are stopped, so the failure is reported, not a hang
+            stop.set()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await pool.close()
+            publisher.stop()
+            worker.stop()
 
 
 async def test_vendor_device_onboarded_from_its_profile_alone(pg_dsn, mqtt_broker, site_id, tmp_path) -> None:
