@@ -30,6 +30,8 @@ class Inbound:
     mid: int
     qos: int
     received_at: datetime
+    session: int = 0
+    """The broker session it came in (an ack is sent only in that session)."""
 
 
 @dataclass(slots=True)

@@ -168,7 +168,7 @@ class IngestWorker:
             self.subscribed.set()
 
     def _on_message(self, msg: Message) -> None:
-        self._queue.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, datetime.now(UTC)))
+        self._queue.put(Inbound(msg.topic, msg.payload, msg.mid, msg.qos, datetime.now(UTC), msg.session))
 
     # -- database ---------------------------------------------------------------------------------
     def _connect_db(self) -> psycopg.Connection[Any]:
@@ -248,7 +248,7 @@ class IngestWorker:
             else:
                 writer.conn.rollback()
         for item in batch:  # only now: what is not acknowledged the broker redelivers to this session
-            client.ack(item.mid, item.qos)
+            client.ack(item.mid, item.qos, item.session)
         if self.config.receipts:
             self._send_receipts(client, result.receipts)
         self.stats.add(result)

@@ -52,6 +52,8 @@ class Message:
     qos: int
     retain: bool
     mid: int
+    session: int = 0
+    """The broker session it came in (:meth:`MqttClient.ack` skips a message of a session the broker dropped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +260,7 @@ class MqttClient:
         self._paho.on_subscribe = self._on_subscribe
 
         self._lock = threading.Lock()
+        self._session = 0  # bumped on every CONNACK without the broker's stored session
         self._connected = False
         self._up = threading.Event()
         self._closing = False
@@ -484,13 +487,23 @@ class MqttClient:
         if connected:
             self._send_subscribe(items)
 
-    def ack(self, mid: int, qos: int) -> None:
-        """Acknowledge a received message (``manual_ack=True``; thread-safe). QoS 0 needs none."""
+    def ack(self, mid: int, qos: int, session: int | None = None) -> bool:
+        """Acknowledge a received message (``manual_ack=True``; thread-safe). QoS 0 needs none.
+
+        With ``session`` (the :attr:`Message.session` it came in), a message of a session the broker no
+        longer has is not acknowledged: after a reconnect the broker redelivers a kept session's unacknowledged
+        messages under their old ids, but a new session reuses ids for other messages, which an old ack would
+        then acknowledge unseen. Returns whether the ack was sent."""
         if qos <= 0:
-            return
+            return True
+        if session is not None and session != self._session:
+            log.debug("%s: message %d came in an earlier broker session; not acknowledged", self.client_id, mid)
+            return False
         rc = self._paho.ack(mid, qos)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:  # no connection: the broker redelivers it to the session
             log.debug("%s: ack of message %d not sent (%s)", self.client_id, mid, paho.error_string(rc))
+            return False
+        return True
 
     def _send_subscribe(self, items: list[tuple[str, int]]) -> None:
         if self._v5:
@@ -528,6 +541,8 @@ class MqttClient:
             result = ConnectResult(session_present=bool(flags.session_present))
         with self._lock:
             self._connected = not failed
+            if not failed and not flags.session_present:
+                self._session += 1  # message ids of the earlier session mean nothing any more
             waiters, self._connect_waiters = self._connect_waiters, []
             subscriptions = list(self._subscriptions.items())
         if failed:
@@ -581,4 +596,5 @@ class MqttClient:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = repr(msg._topic)
-        self._hand_over(self._on_message_hook, Message(topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid))
+        self._hand_over(self._on_message_hook, Message(topic, bytes(msg.payload), msg.qos, bool(msg.retain), msg.mid,
+                                                          self._session))

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from contract.mqtt import (
+    ConnectResult,
     Message,
     MqttClient,
     MqttConnectError,
@@ -268,6 +269,42 @@ def test_manual_ack_redelivers_what_was_not_acknowledged(mqtt_broker: Any) -> No
     cleanup = MqttClient(_settings(mqtt_broker, client_id=cid), protocol="5", reconnect=False)
     cleanup.connect_blocking()  # clean start, expiry 0: the broker drops the session
     cleanup.close_blocking()
+
+
+async def test_a_message_of_a_dropped_session_is_not_acknowledged(mqtt_broker: Any) -> None:
+    """After the broker lost the session (taken over with a clean start), the old message ids belong to other
+    messages: an ack for a message of the earlier session is not sent; one of the current session is."""
+    topic = _topic()
+    cid = f"xqtest-sess-{uuid.uuid4().hex[:8]}"
+    got: list[Message] = []
+    connects: list[ConnectResult] = []
+    consumer = MqttClient(_settings(mqtt_broker, client_id=cid, clean_start=False), protocol="5", reconnect=True,
+                          reconnect_min_s=1, reconnect_max_s=1, manual_ack=True, session_expiry_s=60,
+                          on_message=got.append, on_connect=connects.append)
+    consumer.subscribe(topic)
+    pub = MqttClient(_settings(mqtt_broker), reconnect=False)
+    await consumer.connect()
+    await pub.connect()
+    try:
+        await _until(lambda: _roundtrip(pub, topic, b"first", [m.payload for m in got]))
+        old = next(m for m in got if m.payload == b"first")
+        # Same id, clean start and no expiry: the broker drops the session and the first connection.
+        thief = MqttClient(_settings(mqtt_broker, client_id=cid), protocol="5", reconnect=False)
+        await thief.connect()
+        await thief.close()
+        await _until(lambda: len(connects) == 2, 10)
+        assert connects[1].session_present is False
+        assert consumer.ack(old.mid, old.qos, old.session) is False
+        await _until(lambda: _roundtrip(pub, topic, b"second", [m.payload for m in got]))
+        new = next(m for m in got if m.payload == b"second")
+        assert new.session == old.session + 1
+        assert consumer.ack(new.mid, new.qos, new.session) is True
+    finally:
+        await pub.close()
+        await consumer.close()
+        cleanup = MqttClient(_settings(mqtt_broker, client_id=cid), protocol="5", reconnect=False)
+        await cleanup.connect()  # clean start, expiry 0: the broker drops the session
+        await cleanup.close()
 
 
 def test_start_requires_reconnect_and_blocking_connect_refuses_it() -> None:
