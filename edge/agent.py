@@ -236,7 +236,8 @@ class GatewayAgent:
         if key.startswith("modbus:"):
             sig += (self.config.polling,)
         elif key.startswith("mqtt:"):
-            sig += (self.config.uplink.username, self.config.uplink.password)
+            u = self.config.uplink  # the bridge on the gateway's broker connects as the uplink does
+            sig += (u.username, u.password, u.ca_file, u.cert_file, u.key_file)
         return sig
 
     def _build_parts(self) -> tuple[list[_Part], list[_Part]]:
@@ -300,9 +301,11 @@ class GatewayAgent:
             same = url == self.config.uplink.url
             bridged = [BridgedDevice(d.id, self.rules[d.id].profile, self.rules[d.id]) for d in devices]
             client_id = f"xq-gw-{self.config.gateway_id}-dev{self._bridge_seq}"
-            bridge = MqttBridge(url, bridged, self.clock, client_id=client_id,
-                                username=self.config.uplink.username if same else None,
-                                password=self.config.uplink.password if same else None)
+            # The gateway's own broker: the uplink's whole connection (credentials and TLS files), without
+            # its persistent session; another broker: what its URL says.
+            shared = (self.config.uplink.mqtt_settings(client_id).model_copy(update={"clean_start": True})
+                      if same else None)
+            bridge = MqttBridge(url, bridged, self.clock, client_id=client_id, settings=shared)
             bridge.on_late_result = lambda dev, cid, out: self.commands.late_result(dev, cid, out.status, out.reason)
             self._bridge_seq += 1
             return _Part(key, bridge, signature)

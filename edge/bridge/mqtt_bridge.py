@@ -148,7 +148,11 @@ class MqttBridge:
         bad_payload_interval_s: float = 60.0,
         username: str | None = None,
         password: str | None = None,
+        settings: MqttSettings | None = None,
     ) -> None:
+        """``settings``, when given, is the whole broker connection (credentials and TLS files, e.g. the
+        uplink's when the devices talk to the gateway's own broker); otherwise it is built from ``url``,
+        ``username`` and ``password``."""
         self.url = url
         self.devices = {d.device_id: d for d in devices}
         self.clock = clock
@@ -156,9 +160,10 @@ class MqttBridge:
         self.routes: dict[str, list[_Route]] = {}
         for d in devices:
             self._add_routes(d)
+        cid = client_id or f"xq-bridge-{uuid.uuid4().hex[:8]}"
         self._client = MqttClient(
-            MqttSettings.from_url(url, client_id=client_id or f"xq-bridge-{uuid.uuid4().hex[:8]}",
-                                  username=username or None, password=password),
+            settings.model_copy(update={"client_id": cid}) if settings is not None
+            else MqttSettings.from_url(url, client_id=cid, username=username or None, password=password),
             reconnect=True,
             on_message=self._on_message,
             on_connect=self._on_connect,

@@ -59,6 +59,41 @@ def test_demo_broker_refuses_anonymous_and_hands_out_working_accounts(tmp_path: 
     assert existing(tmp_path) is None  # gone with the broker: a later run on an external broker won't use it
 
 
+async def test_a_bridge_on_the_gateways_broker_connects_as_the_uplink_does(tmp_path: Path) -> None:
+    """An MQTT device on the gateway's own broker: the bridge takes the uplink's account and TLS files."""
+    import asyncio
+
+    from device_profiles import load_catalog
+    from edge.agent import GatewayAgent
+    from edge.config import load_config
+
+    with secure_mosquitto(tmp_path, REPO / "simulators" / "layouts" / "mini.yaml"):
+        secure = existing(tmp_path)
+        assert secure is not None
+        tls_port = urlsplit(secure.gateway_url).port
+        gw_cfg = tmp_path / "gateway-b1-gw.yaml"
+        gw_cfg.write_text(json.dumps({
+            "gateway_id": "b1-gw", "site": "mini", "uplink": {"url": f"mqtt://127.0.0.1:{tls_port}"},
+            "outbox": {"path": str(tmp_path / "outbox.sqlite3")}, "metrics_port": None,
+            "devices": [{"id": "gas1", "profile": "tianlan-gv40", "name": "kitchen gas detector",
+                         "location": {"site": "mini", "building": "B1", "floor": 3}, "connection": {"kind": "mqtt"}}],
+        }), encoding="utf-8")
+        secure.secure_gateway_config(gw_cfg)
+        config, _ = load_config(gw_cfg)
+        assert config.uplink.url.startswith("mqtts://") and config.uplink.ca_file is not None
+        agent = GatewayAgent(config, load_catalog(), with_video=False)
+        task = asyncio.create_task(agent.run())
+        try:
+            deadline = asyncio.get_running_loop().time() + 20
+            while not (agent.uplink is not None and agent.uplink.connected and agent.bridges
+                       and all(b.connected for b in agent.bridges)):
+                assert asyncio.get_running_loop().time() < deadline, "the bridge did not connect over TLS"
+                await asyncio.sleep(0.1)
+        finally:
+            agent.stop()
+            await asyncio.wait_for(task, 20)
+
+
 def test_gateway_config_tls_files_are_relative_to_the_config(tmp_path: Path) -> None:
     """uplink.yaml from `add-gateway` names ca.crt / client.crt / client.key next to the config file."""
     from edge.config import load_config
