@@ -29,6 +29,7 @@ from cloud.alarms import repository as repo
 from cloud.alarms.bus import ChangeBus
 from cloud.alarms.models import Alarm, AlarmEvent
 from cloud.alarms.rules import CorrelationRule, Rules
+from cloud.auth.roles import Role
 from cloud.auth.store import audit
 from cloud.changes import Change, json_row
 from cloud.dispatch import commands as cmds
@@ -345,7 +346,7 @@ class DecisionEngine:
         effects.changes.append(Change.incident(incident, "opened"))
         effects.notifications.append(
             Notification(
-                subject=f"incident: {kind} in building {building}", body=json_row(incident), role="property_manager"
+                subject=f"incident: {kind} in building {building}", body=json_row(incident), role=Role.PROPERTY_MANAGER
             )
         )
         return incident.id
