@@ -1,45 +1,25 @@
 """The alarms domain as typed records: alarms, their timeline and comments, incidents, maintenance windows,
 and the rows the decision engine decides on.
 
-Every record is built from a database row in one place, :func:`row_factory` (psycopg's ``class_row`` over the
-model), and read with an explicit column list (:func:`columns`), so a column the model does not know is
-never selected and a missing one fails at the query, not later in policy code. Records are immutable;
+Every record is a :class:`cloud.records.Record`: built from a database row in one place and read with an
+explicit column list, so a column the model does not know is never selected and a missing one fails at the
+query, not later in policy code. Records are immutable;
 ``detail`` / ``evidence`` stay JSON (``JsonValue``) as the ``jsonb`` columns hold them.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, TypeVar
+from typing import Literal
 from uuid import UUID
 
-from psycopg.rows import BaseRowFactory, class_row
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import JsonValue
 
+from cloud.records import Record
 from contract.messages import AlarmSeverity, Severity
 
 IncidentState = Literal["open", "closed"]
 LinkOutcome = Literal["pending", "raised", "occurrence", "cleared", "suppressed", "folded", "damped", "ignored"]
-
-
-class Record(BaseModel):
-    """A row of the alarms domain: immutable, exactly the selected columns."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def columns(model: type[Record], alias: str | None = None) -> str:
-    """The model's fields as a SQL column list (``a.id, a.site_id, …`` with an alias)."""
-    prefix = f"{alias}." if alias else ""
-    return ", ".join(prefix + name for name in model.model_fields)
-
-
-R = TypeVar("R", bound=Record)
-
-
-def row_factory(model: type[R]) -> BaseRowFactory[R]:
-    """The one place rows become records: a psycopg row factory validating each row into ``model``."""
-    return class_row(model)
 
 
 class Alarm(Record):

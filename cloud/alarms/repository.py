@@ -40,16 +40,14 @@ from cloud.alarms.models import (
     IncidentDetail,
     LinkageTarget,
     LinkOutcome,
-    R,
     RaiseResult,
     SilentDevice,
     SuppressionWindow,
     WelfareUnit,
-    columns,
-    row_factory,
 )
 from cloud.auth.store import audit
 from cloud.changes import json_row
+from cloud.records import R, columns, row_factory
 from contract.messages import ALARM_SEVERITIES
 
 log = logging.getLogger(__name__)

@@ -16,20 +16,9 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 from cloud.auth.roles import Role
+from cloud.records import Record
 from contract.base import StrictModel
 from contract.messages import CommandStatus
-
-
-class Record(BaseModel):
-    """A row of a dispatch table; built only from the repository's explicit column lists."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @classmethod
-    def columns(cls) -> str:
-        """The model's fields as a SELECT / RETURNING column list (field names are the column names)."""
-        return ", ".join(cls.model_fields)
-
 
 # ---------------------------------------------------------------------------------------------------- commands
 

@@ -32,8 +32,9 @@ from uuid import UUID
 import psycopg
 from pydantic import JsonValue
 
-from cloud.alarms.models import Incident, Record, columns, row_factory
+from cloud.alarms.models import Incident
 from cloud.alarms.repository import SHOWN
+from cloud.records import Record, columns, row_factory
 
 log = logging.getLogger(__name__)
 

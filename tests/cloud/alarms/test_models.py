@@ -6,8 +6,9 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from cloud.alarms.models import Alarm, Incident, Record, SuppressionWindow
+from cloud.alarms.models import Alarm, Incident, SuppressionWindow
 from cloud.api.routers.alarms import router
+from cloud.records import Record
 
 
 @pytest.mark.integration
