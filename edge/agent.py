@@ -23,6 +23,7 @@ from typing import Any
 from uuid import uuid4
 
 from contract.messages import DeviceInfo, EvidenceRef, GatewayConfigPush, GatewayState
+from contract.mqtt import MqttSettings
 from device_profiles import Catalog, CompiledProfile, ProfileError
 from device_profiles.read_plan import plan_reads
 from device_profiles.schema import Profile
@@ -303,9 +304,9 @@ class GatewayAgent:
             client_id = f"xq-gw-{self.config.gateway_id}-dev{self._bridge_seq}"
             # The gateway's own broker: the uplink's whole connection (credentials and TLS files), without
             # its persistent session; another broker: what its URL says.
-            shared = (self.config.uplink.mqtt_settings(client_id).model_copy(update={"clean_start": True})
-                      if same else None)
-            bridge = MqttBridge(url, bridged, self.clock, client_id=client_id, settings=shared)
+            broker = (self.config.uplink.mqtt_settings(client_id).model_copy(update={"clean_start": True})
+                      if same else MqttSettings.from_url(url, client_id=client_id))
+            bridge = MqttBridge(broker, bridged, self.clock)
             bridge.on_late_result = lambda dev, cid, out: self.commands.late_result(dev, cid, out.status, out.reason)
             self._bridge_seq += 1
             return _Part(key, bridge, signature)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,30 +139,22 @@ def result_outcome(spec: CommandResultSpec, data: dict[str, Any]) -> CommandOutc
 class MqttBridge:
     def __init__(
         self,
-        url: str,
+        broker: MqttSettings,
         devices: list[BridgedDevice],
         clock: Clock,
         *,
-        client_id: str | None = None,
         bad_payload_interval_s: float = 60.0,
-        username: str | None = None,
-        password: str | None = None,
-        settings: MqttSettings | None = None,
     ) -> None:
-        """``settings``, when given, is the whole broker connection (credentials and TLS files, e.g. the
-        uplink's when the devices talk to the gateway's own broker); otherwise it is built from ``url``,
-        ``username`` and ``password``."""
-        self.url = url
+        """``broker`` is the whole connection the devices' broker needs (account, TLS files, client id)."""
+        self.url = broker.address
         self.devices = {d.device_id: d for d in devices}
         self.clock = clock
         self.bad_payload_interval_s = bad_payload_interval_s
         self.routes: dict[str, list[_Route]] = {}
         for d in devices:
             self._add_routes(d)
-        cid = client_id or f"xq-bridge-{uuid.uuid4().hex[:8]}"
         self._client = MqttClient(
-            settings.model_copy(update={"client_id": cid}) if settings is not None
-            else MqttSettings.from_url(url, client_id=cid, username=username or None, password=password),
+            broker,
             reconnect=True,
             on_message=self._on_message,
             on_connect=self._on_connect,

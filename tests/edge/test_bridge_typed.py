@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from edge_agent_helpers import FakeClock, FakeOutbox
 
+from contract.mqtt import MqttSettings
 from device_profiles import CompiledProfile, load_catalog
 from edge.bridge import BridgedDevice, MqttBridge
 from edge.rules import DeviceRules, Emitter, TelemetryBatcher
@@ -20,7 +21,8 @@ def _bridge() -> tuple[MqttBridge, FakeOutbox, TelemetryBatcher, FakeClock]:
     emitter = Emitter(outbox, "gw1")
     batcher = TelemetryBatcher(emitter, clock, max_points=100)
     rules = DeviceRules("gas1", PROFILE, emitter, batcher, clock)
-    return MqttBridge("mqtt://127.0.0.1:1", [BridgedDevice("gas1", PROFILE, rules)], clock), outbox, batcher, clock
+    bridge = MqttBridge(MqttSettings.from_url("mqtt://127.0.0.1:1"), [BridgedDevice("gas1", PROFILE, rules)], clock)
+    return bridge, outbox, batcher, clock
 
 
 def _up(clock: FakeClock, gas: str, *, skew_s: float = 0.0, **more: str) -> bytes:

@@ -10,6 +10,7 @@ from pathlib import Path
 from edge_agent_helpers import FakeClock, FakeOutbox
 
 from contract.messages import Command, Location
+from contract.mqtt import MqttSettings
 from device_profiles import CompiledProfile, load_catalog
 from edge.bridge import BridgedDevice, MqttBridge, parse_status
 from edge.commands import CommandExecutor, CommandService, ExecResult, SeenStore
@@ -284,7 +285,7 @@ def test_bridge_decodes_points_momentary_events_status_and_bad_payloads() -> Non
     clock, outbox = FakeClock(), FakeOutbox()
     rules, batcher = _rules("acme-dc100", clock, outbox, device="door1")
     profile = rules.profile
-    bridge = MqttBridge("mqtt://127.0.0.1:1", [BridgedDevice("door1", profile, rules)], clock)
+    bridge = MqttBridge(MqttSettings.from_url("mqtt://127.0.0.1:1"), [BridgedDevice("door1", profile, rules)], clock)
     bridge.handle("xqdev/door1/state", b'{"door_open": false, "locked": true, "mode": "normal", "tamper": false}')
     bridge.handle("xqdev/door1/event", b'{"type": "access_granted", "credential_hash": "ab12", "method": "card"}')
     bridge.handle("xqdev/door1/event", b'{"type": "forced_open"}')
